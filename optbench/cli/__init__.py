@@ -1,0 +1,46 @@
+"""The ``optbench`` command line. Each sub-command lives in its own module and registers
+itself through ``add_parser(subparsers)``; :func:`main` turns every expected failure
+(bad input, missing files, NaN from an optimizer) into a one-line error and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from optbench.cli import agent_commands, run_commands
+
+    parser = argparse.ArgumentParser(prog="optbench", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in (run_commands, agent_commands):
+        module.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from optbench.optimizers.base import OptimizerError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, OptimizerError, FileNotFoundError, ValueError) as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted[/]; finished work is saved, re-run the same command to resume")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The tanh-Gaussian policy family and its log-density, shared by every objective and agent.
+
+A policy is ``λ = (μ, log σ) ∈ R^{2|A|}`` (means first, then log standard deviations).
+Actions are ``a = tanh(u)`` with ``u ~ N(μ, diag σ²)``; all sampling is reparameterized
+(``u = μ + σ ε``) so gradients w.r.t. ``λ`` flow through samples.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+LOG2 = math.log(2.0)
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def split_params(lam: Tensor) -> tuple[Tensor, Tensor]:
+    """Split ``λ = (μ, log σ)`` along its last dimension."""
+    mu, log_std = lam.chunk(2, dim=-1)
+    return mu, log_std
+
+
+def join_params(mu: Tensor, log_std: Tensor) -> Tensor:
+    """Inverse of :func:`split_params`."""
+    return torch.cat([mu, log_std], dim=-1)
+
+
+def log_one_minus_tanh_sq(u: Tensor) -> Tensor:
+    """``log(1 − tanh(u)²)`` in the stable form ``2(log 2 − u − softplus(−2u))``."""
+    return 2.0 * (LOG2 - u - F.softplus(-2.0 * u))
+
+
+def gaussian_log_prob(eps: Tensor, log_std: Tensor) -> Tensor:
+    """Log-density of ``u = μ + σ ε`` under ``N(μ, σ²)``, summed over action dims."""
+    return (-0.5 * eps.pow(2) - log_std - HALF_LOG_2PI).sum(-1)
+
+
+def sample_tanh_gaussian(mu: Tensor, log_std: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+    """Reparameterized sample ``a = tanh(μ + σ ε)`` and its log-density ``log π(a)``.
+
+    ``log π(a) = log N(u; μ, σ²) − Σ log(1 − tanh(u)²)`` (change of variables through tanh).
+    ``mu``/``log_std`` broadcast against ``eps`` (all ``[..., |A|]``).
+    """
+    u = mu + log_std.exp() * eps
+    log_prob = gaussian_log_prob(eps, log_std) - log_one_minus_tanh_sq(u).sum(-1)
+    return torch.tanh(u), log_prob
+
+
+def kl_to_uniform(log_prob: Tensor, action_dim: int) -> Tensor:
+    """Single-sample KL estimate to the uniform prior on ``[−1, 1]^|A|``: ``log π(a) + |A| log 2``."""
+    return log_prob + action_dim * LOG2
+
+
+def tanh_gaussian_log_prob(action: Tensor, mu: Tensor, log_std: Tensor, clip: float = 1 - 1e-6) -> Tensor:
+    """``log π(a)`` of a given action (not a sample): used for distillation and checks."""
+    a = action.clamp(-clip, clip)
+    u = torch.atanh(a)
+    eps = (u - mu) * torch.exp(-log_std)
+    return gaussian_log_prob(eps, log_std) - log_one_minus_tanh_sq(u).sum(-1)

@@ -1,0 +1,175 @@
+"""The batched soft policy objective ``J(λ; s)`` (SPEC §1).
+
+    J(λ; s) = E_{a~π_λ}[Q̂(s, a)] − α · KL(π_λ(·|s) ‖ U[−1, 1]^|A|)
+
+One call evaluates ``B`` states × ``P`` candidate policies × ``n`` reparameterized samples.
+Two estimators are kept apart on purpose:
+
+* **optimization** estimates (:meth:`PolicyObjective.estimate`,
+  :meth:`PolicyObjective.value_and_grad`) use noise the optimizer chooses (fresh per
+  iteration, or common across candidates) and are counted in :attr:`counts`;
+* **scoring** (:meth:`PolicyObjective.score`) uses one fixed set of ``score_samples`` noise
+  draws per state, drawn once from ``score_seed``; every optimizer is scored on exactly the
+  same draws (common random numbers), and scoring is never counted as optimizer cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from optbench.objectives.distributions import kl_to_uniform, sample_tanh_gaussian, split_params
+from optbench.objectives.q_functions import QFunction, pessimistic_value
+
+# Upper bound on (s, a) pairs per Q call while scoring, to keep activations small.
+SCORE_CHUNK_PAIRS = 1 << 14
+
+
+@dataclass
+class EvalCounts:
+    """Cost ledger of an objective: Q-network work done on behalf of an optimizer.
+
+    ``q_evals`` counts (s, a) pairs evaluated, per ensemble member (a forward pass of one
+    Q-network on one pair is one evaluation). ``grad_evals`` counts the pairs among them
+    that were also back-propagated through to get ``∇_λ J``.
+    """
+
+    q_evals: int = 0
+    grad_evals: int = 0
+
+    def copy(self) -> "EvalCounts":
+        return EvalCounts(self.q_evals, self.grad_evals)
+
+
+class PolicyObjective:
+    """Soft policy objective over a Q-ensemble for a fixed batch of states.
+
+    Args:
+        q: a :class:`~optbench.objectives.q_functions.QFunction` (frozen: no gradient ever
+            reaches its parameters through this class).
+        states: ``[B, S]`` states.
+        alpha: entropy temperature, a float or a ``[B]`` tensor.
+        beta: pessimism of ``Q̂ = mean − β·std`` over the ensemble.
+        score_samples: noise draws per state used by :meth:`score`.
+        score_seed: seed of the scoring draws (same seed, same draws, on any device).
+        name: label used in results.
+    """
+
+    def __init__(
+        self,
+        q: QFunction,
+        states: Tensor,
+        alpha: float | Tensor,
+        *,
+        beta: float = 1.0,
+        score_samples: int = 1000,
+        score_seed: int = 0,
+        name: str = "objective",
+        score_noise: Tensor | None = None,
+    ):
+        if states.dim() != 2 or states.shape[1] != q.state_dim:
+            raise ValueError(f"states must be [B, {q.state_dim}], got {list(states.shape)}")
+        self.q = q
+        self.states = states
+        self.device = states.device
+        self.state_dim, self.action_dim = q.state_dim, q.action_dim
+        self.alpha = torch.as_tensor(alpha, dtype=states.dtype, device=self.device)
+        self.beta = float(beta)
+        self.name = name
+        self.score_seed = score_seed
+        if score_noise is None:
+            gen = torch.Generator().manual_seed(score_seed)
+            score_noise = torch.randn(len(states), score_samples, self.action_dim, generator=gen, dtype=states.dtype)
+        self.score_noise = score_noise.to(self.device)
+        self.counts = EvalCounts()
+        if isinstance(q, torch.nn.Module):
+            q.requires_grad_(False)
+
+    # ------------------------------------------------------------------ shapes
+    @property
+    def batch_size(self) -> int:
+        return len(self.states)
+
+    @property
+    def param_dim(self) -> int:
+        """Dimension of ``λ``: ``2|A|``."""
+        return 2 * self.action_dim
+
+    def initial_params(self, mu: float = 0.0, std: float = 1.0) -> Tensor:
+        """``[B, 2|A|]`` start with ``μ = mu``, ``σ = std`` for every state (default ``μ = 0, σ = 1``)."""
+        lam = torch.zeros(self.batch_size, self.param_dim, dtype=self.states.dtype, device=self.device)
+        lam[:, : self.action_dim] = mu
+        lam[:, self.action_dim :] = torch.log(torch.tensor(std)).item()
+        return lam
+
+    def noise(self, n: int, candidates: int = 1, generator: torch.Generator | None = None) -> Tensor:
+        """Standard-normal draws ``[B, candidates, n, |A|]`` for :meth:`estimate`."""
+        shape = (self.batch_size, candidates, n, self.action_dim)
+        return torch.randn(shape, generator=generator, dtype=self.states.dtype, device=self.device)
+
+    def subset(self, index: Tensor | slice | list[int]) -> "PolicyObjective":
+        """The same objective restricted to some states (scoring draws follow their states)."""
+        alpha = self.alpha[index] if self.alpha.dim() else self.alpha
+        sub = PolicyObjective(self.q, self.states[index], alpha, beta=self.beta, name=self.name,
+                              score_noise=self.score_noise[index])
+        sub.counts = self.counts  # costs of the subset are costs of the whole
+        return sub
+
+    # ------------------------------------------------------------------ core estimator
+    def soft_values(self, lam: Tensor, eps: Tensor, rows: slice = slice(None)) -> Tensor:
+        """Per-sample integrand ``Q̂(s, a) − α (log π_λ(a) + |A| log 2)``: ``[B, P, n]``.
+
+        ``lam`` is ``[B, P, 2|A|]`` and ``eps`` ``[B, P or 1, n, |A|]``, for the states
+        ``self.states[rows]``. Not counted.
+        """
+        states = self.states[rows]
+        alpha = self.alpha[rows].view(-1, 1, 1) if self.alpha.dim() else self.alpha
+        B, P, _ = lam.shape
+        n = eps.shape[2]
+        mu, log_std = split_params(lam.unsqueeze(2))  # [B,P,1,A]
+        actions, log_prob = sample_tanh_gaussian(mu, log_std, eps)  # [B,P,n,A], [B,P,n]
+        q = self.q(states, actions.reshape(B, P * n, self.action_dim)).view(-1, B, P, n)
+        return pessimistic_value(q, self.beta) - alpha * kl_to_uniform(log_prob, self.action_dim)
+
+    def estimate(self, lam: Tensor, eps: Tensor) -> Tensor:
+        """Monte Carlo ``J`` for ``lam [B, P, 2|A|]`` with noise ``eps`` -> ``[B, P]``.
+
+        Differentiable w.r.t. ``lam``; counts ``B·P·n`` Q-evaluations.
+        """
+        B, P, _ = lam.shape
+        self.counts.q_evals += B * P * eps.shape[2]
+        return self.soft_values(lam, eps).mean(-1)
+
+    def value_and_grad(self, lam: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+        """``J [B, P]`` and ``∇_λ J [B, P, 2|A|]`` from one forward and one backward pass.
+
+        States are independent, so the gradient of ``ΣJ`` gives each state's own gradient.
+        """
+        with torch.enable_grad():
+            lam = lam.detach().requires_grad_(True)
+            value = self.estimate(lam, eps)
+            (grad,) = torch.autograd.grad(value.sum(), lam)
+        self.counts.grad_evals += lam.shape[0] * lam.shape[1] * eps.shape[2]
+        return value.detach(), grad
+
+    # ------------------------------------------------------------------ scoring
+    @torch.no_grad()
+    def score(self, lam: Tensor) -> Tensor:
+        """Scored ``J`` on the fixed per-state draws: ``lam [B, 2|A|] -> [B]`` or ``[B, P, 2|A|] -> [B, P]``.
+
+        Identical draws for every optimizer; not counted in :attr:`counts`.
+        """
+        single = lam.dim() == 2
+        lam = lam.unsqueeze(1) if single else lam
+        B, P, _ = lam.shape
+        N = self.score_noise.shape[1]
+        per_state = max(1, SCORE_CHUNK_PAIRS // (P * N))
+        out = []
+        for lo in range(0, B, per_state):
+            hi = min(B, lo + per_state)
+            eps = self.score_noise[lo:hi].unsqueeze(1)  # [b,1,N,A], shared by the P candidates
+            out.append(self.soft_values(lam[lo:hi], eps, slice(lo, hi)).mean(-1))
+        values = torch.cat(out)
+        return values.squeeze(1) if single else values

@@ -1,0 +1,102 @@
+"""Q-function ensembles: the value side of every policy objective.
+
+The objective talks to Q through one protocol (:class:`QFunction`):
+``q(states [B, S], actions [B, M, A]) -> values [E, B, M]`` for an ensemble of ``E``
+members. States are given once per state (not once per action), so implementations may
+compute the state part of their first layer once and reuse it for all ``M`` actions.
+
+:class:`QEnsemble` is the fused MLP ensemble used by the trainer and by exported agents:
+the ``E`` members' weights are stacked and evaluated as batched matrix products, one
+kernel per layer for the whole ensemble. :class:`ModuleEnsemble` wraps any list of user
+modules ``(s, a) -> value`` into the same protocol.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol, Sequence, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+
+@runtime_checkable
+class QFunction(Protocol):
+    """An ensemble of state-action value functions, evaluated in one call."""
+
+    state_dim: int
+    action_dim: int
+    ensemble_size: int
+
+    def __call__(self, states: Tensor, actions: Tensor) -> Tensor:  # [B,S], [B,M,A] -> [E,B,M]
+        ...
+
+
+class QEnsemble(nn.Module):
+    """``E`` ReLU MLPs ``(s, a) -> Q`` with stacked weights (one batched matmul per layer).
+
+    Layer ``k`` holds ``weight_k [E, in, out]`` and ``bias_k [E, 1, out]``. Initialization
+    matches ``nn.Linear`` (Kaiming-uniform), member by member.
+    """
+
+    def __init__(self, state_dim: int, action_dim: int, hidden: Sequence[int] = (256, 256), ensemble_size: int = 2):
+        super().__init__()
+        self.state_dim, self.action_dim, self.ensemble_size = state_dim, action_dim, ensemble_size
+        self.hidden = tuple(int(h) for h in hidden)
+        sizes = [state_dim + action_dim, *self.hidden, 1]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            bound = 1.0 / math.sqrt(fan_in)
+            self.weights.append(nn.Parameter(torch.empty(ensemble_size, fan_in, fan_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(ensemble_size, 1, fan_out).uniform_(-bound, bound)))
+
+    def flops_per_pair(self) -> int:
+        """Multiply-add FLOPs (2 per MAC) of one (s, a) evaluation, per ensemble member."""
+        sizes = [self.state_dim + self.action_dim, *self.hidden, 1]
+        return sum(2 * i * o for i, o in zip(sizes[:-1], sizes[1:]))
+
+    def forward(self, states: Tensor, actions: Tensor) -> Tensor:
+        """``states [B, S]``, ``actions [B, M, A]`` -> ``[E, B, M]``.
+
+        The first layer is split into its state and action blocks, so the state block is
+        computed once per state and broadcast over the ``M`` actions.
+        """
+        B, M, _ = actions.shape
+        w0, b0 = self.weights[0], self.biases[0]
+        ws, wa = w0[:, : self.state_dim], w0[:, self.state_dim :]
+        hs = torch.baddbmm(b0, states.unsqueeze(0).expand(self.ensemble_size, B, -1), ws)  # [E,B,H]
+        ha = torch.bmm(actions.reshape(1, B * M, -1).expand(self.ensemble_size, -1, -1), wa)  # [E,BM,H]
+        h = torch.relu(ha.view(self.ensemble_size, B, M, -1) + hs.unsqueeze(2)).view(self.ensemble_size, B * M, -1)
+        n_layers = len(self.weights)
+        for k in range(1, n_layers):
+            h = torch.baddbmm(self.biases[k], h, self.weights[k])
+            if k < n_layers - 1:
+                h = torch.relu(h)
+        return h.view(self.ensemble_size, B, M)
+
+    def pairs(self, states: Tensor, actions: Tensor) -> Tensor:
+        """Per-pair evaluation ``states [N, S]``, ``actions [N, A]`` -> ``[E, N]`` (SAC updates)."""
+        return self.forward(states, actions.unsqueeze(1)).squeeze(-1)
+
+
+class ModuleEnsemble(nn.Module):
+    """Adapts a list of user modules, each ``(s [N,S], a [N,A]) -> [N] or [N,1]``, to :class:`QFunction`."""
+
+    def __init__(self, members: Sequence[nn.Module], state_dim: int, action_dim: int):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.state_dim, self.action_dim, self.ensemble_size = state_dim, action_dim, len(members)
+
+    def forward(self, states: Tensor, actions: Tensor) -> Tensor:
+        B, M, A = actions.shape
+        s = states.unsqueeze(1).expand(B, M, -1).reshape(B * M, -1)
+        a = actions.reshape(B * M, A)
+        return torch.stack([m(s, a).reshape(B, M) for m in self.members])
+
+
+def pessimistic_value(q: Tensor, beta: float) -> Tensor:
+    """``Q̂ = mean − β·std`` over the ensemble dim 0, population std (β = 1, E = 2 gives the min)."""
+    if q.shape[0] == 1:
+        return q[0]
+    return q.mean(0) - beta * q.std(0, correction=0)
