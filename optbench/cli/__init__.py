@@ -9,7 +9,7 @@ import sys
 
 from rich.console import Console
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True)
 
 

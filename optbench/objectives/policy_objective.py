@@ -118,12 +118,8 @@ class PolicyObjective:
         return sub
 
     # ------------------------------------------------------------------ core estimator
-    def soft_values(self, lam: Tensor, eps: Tensor, rows: slice = slice(None)) -> Tensor:
-        """Per-sample integrand ``Q̂(s, a) − α (log π_λ(a) + |A| log 2)``: ``[B, P, n]``.
-
-        ``lam`` is ``[B, P, 2|A|]`` and ``eps`` ``[B, P or 1, n, |A|]``, for the states
-        ``self.states[rows]``. Not counted.
-        """
+    def _soft_values(self, lam: Tensor, eps: Tensor, rows: slice = slice(None)) -> Tensor:
+        """Uncounted per-sample integrand for the states ``self.states[rows]``."""
         states = self.states[rows]
         alpha = self.alpha[rows].view(-1, 1, 1) if self.alpha.dim() else self.alpha
         B, P, _ = lam.shape
@@ -133,13 +129,18 @@ class PolicyObjective:
         q = self.q(states, actions.reshape(B, P * n, self.action_dim)).view(-1, B, P, n)
         return pessimistic_value(q, self.beta) - alpha * kl_to_uniform(log_prob, self.action_dim)
 
-    def estimate(self, lam: Tensor, eps: Tensor) -> Tensor:
-        """Monte Carlo ``J`` for ``lam [B, P, 2|A|]`` with noise ``eps`` -> ``[B, P]``.
+    def soft_values(self, lam: Tensor, eps: Tensor) -> Tensor:
+        """Per-sample integrand ``Q̂(s, a) − α (log π_λ(a) + |A| log 2)``: ``[B, P, n]``.
 
-        Differentiable w.r.t. ``lam``; counts ``B·P·n`` Q-evaluations.
+        ``lam`` is ``[B, P, 2|A|]``, ``eps`` ``[B, P or 1, n, |A|]`` (``1``: the same draws
+        for every candidate). Differentiable w.r.t. ``lam``; counts ``B·P·n`` Q-evaluations.
         """
         B, P, _ = lam.shape
         self.counts.q_evals += B * P * eps.shape[2]
+        return self._soft_values(lam, eps)
+
+    def estimate(self, lam: Tensor, eps: Tensor) -> Tensor:
+        """Monte Carlo ``J`` for ``lam [B, P, 2|A|]`` with noise ``eps`` -> ``[B, P]`` (counted)."""
         return self.soft_values(lam, eps).mean(-1)
 
     def value_and_grad(self, lam: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
@@ -170,6 +171,6 @@ class PolicyObjective:
         for lo in range(0, B, per_state):
             hi = min(B, lo + per_state)
             eps = self.score_noise[lo:hi].unsqueeze(1)  # [b,1,N,A], shared by the P candidates
-            out.append(self.soft_values(lam[lo:hi], eps, slice(lo, hi)).mean(-1))
+            out.append(self._soft_values(lam[lo:hi], eps, slice(lo, hi)).mean(-1))
         values = torch.cat(out)
         return values.squeeze(1) if single else values

@@ -5,3 +5,6 @@ from optbench.optimizers.base import (REGISTRY, Iterate, OptimizerError, PolicyO
 
 __all__ = ["REGISTRY", "Iterate", "OptimizerError", "PolicyOptimizer", "Trace", "make_optimizer", "parse_spec",
            "register", "run_optimizer", "score_schedule"]
+
+# Built-in optimizers register themselves on import.
+from optbench.optimizers import adam, cem, cmaes  # noqa: E402,F401

@@ -172,8 +172,12 @@ def score_schedule(budget: int, mode: str = "all") -> list[int]:
 
 
 def run_optimizer(optimizer: PolicyOptimizer, objective: PolicyObjective, iterations: int, *,
-                  seed: int = 0, start: Tensor | None = None, score_at: str | list[int] = "all") -> Trace:
+                  seed: int = 0, start: Tensor | None = None, score_at: str | list[int] = "all",
+                  on_iteration: Callable[[int], None] | None = None) -> Trace:
     """Run ``optimizer`` for ``iterations`` iterations on all states in lockstep.
+
+    ``start`` defaults to ``μ = 0, σ = 1``; ``on_iteration(t)`` is called after each
+    iteration (progress bars).
 
     Raises :class:`OptimizerError` on a negative budget or a non-finite estimate.
     """
@@ -208,6 +212,8 @@ def run_optimizer(optimizer: PolicyOptimizer, objective: PolicyObjective, iterat
         if t in to_score:
             iters.append(t)
             scores.append(objective.score(params))
+        if on_iteration is not None:
+            on_iteration(t)
     steps.close()
     values = torch.stack(scores)
     if not torch.isfinite(values).all():

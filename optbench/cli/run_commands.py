@@ -1,0 +1,122 @@
+"""``optbench run | list | show``: run a suite, list what exists, re-print stored results."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from optbench.cli import UserError, console
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        if "," not in text and ".." in text:
+            lo, hi = text.split("..")
+            return list(range(int(lo), int(hi) + 1))
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 0,1,2 or 0..4, got {text!r}") from None
+
+
+def _split_specs(text: str) -> list[str]:
+    """Split ``a,b(x=1,y=2),c`` at top-level commas only."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        out.append(cur.strip())
+    return out
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a benchmark suite", description="Run every optimizer of a suite on its "
+                       "objectives; results are stored (resumably) and summarized in tables and plots.")
+    p.add_argument("--suite", required=True, help="suite name (see `optbench list`) or path to a suite directory")
+    p.add_argument("--optimizers", type=_split_specs, help="comma-separated suite labels or optimizer specs")
+    p.add_argument("--iterations", type=int, help="iteration budget for every optimizer (overrides the suite)")
+    p.add_argument("--seeds", type=_int_list, help="seeds, e.g. 0,1,2 or 0..9")
+    p.add_argument("--states", type=int, help="number of states per objective")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    p.add_argument("--out", type=Path, help="run directory (default: results/runs/SUITE-CONFIGHASH)")
+    p.add_argument("--quick", action="store_true", help="small budget from the suite's [quick] table (smoke runs)")
+    p.add_argument("--no-plots", action="store_true", help="skip writing the PNG plots")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("list", help="list suites and optimizers")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="print the tables of a stored run")
+    p.add_argument("run", type=Path, help="run directory")
+    p.set_defaults(func=cmd_show)
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"unknown device {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} requested but CUDA is not available on this machine")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from optbench.reporting.plots import plot_run
+    from optbench.reporting.tables import print_run
+    from optbench.runner.grid import plan_run, run_plan
+    from optbench.suites.spec import load_suite
+
+    _check_device(args.device)
+    suite = load_suite(args.suite)
+    plan = plan_run(suite, optimizers=args.optimizers, iterations=args.iterations, seeds=args.seeds,
+                    states=args.states, quick=args.quick, device=args.device)
+    out = args.out or plan.default_out()
+    tic = time.perf_counter()
+    store = run_plan(plan, out)
+    print_run(store, console)
+    if not args.no_plots:
+        paths = plot_run(store)
+        console.print("plots: " + ", ".join(str(p) for p in paths))
+    console.print(f"results in {out} ({time.perf_counter() - tic:.1f} s); re-print with `optbench show {out}`")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from optbench.optimizers import REGISTRY
+    from optbench.suites.spec import available_suites, load_suite
+
+    t = Table(title="suites", title_justify="left")
+    for col in ("name", "objectives", "optimizers", "description"):
+        t.add_column(col)
+    for path in available_suites():
+        s = load_suite(str(path))
+        t.add_row(s.name, str(len(s.objectives)), str(len(s.optimizers)), " ".join(s.description.split())[:90])
+    console.print(t)
+    t = Table(title="optimizers", title_justify="left")
+    t.add_column("name")
+    t.add_column("kind")
+    t.add_column("description")
+    for name, cls in sorted(REGISTRY.items()):
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        t.add_row(name, "learned" if cls.amortized else "classical", doc)
+    console.print(t)
+    console.print("nevergrad:NAME takes any optimizer of nevergrad's registry; scipy:METHOD any scipy.optimize.minimize method.")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from optbench.reporting.tables import print_run
+    from optbench.runner.store import ResultsStore
+
+    print_run(ResultsStore.open_existing(args.run), console)
+    return 0

@@ -1,0 +1,159 @@
+"""The results store: one directory per run, one JSON file per finished cell.
+
+Layout of a run directory::
+
+    run.json                    config (resolved suite + settings), its hash, versions, machine
+    objectives/NAME.json        per objective: sizes, α, β, start and reference values per state
+    cells/OBJ__OPT__sSEED.json  per (objective, optimizer, seed): the anytime trace and costs
+
+Why JSON files rather than SQLite: a cell is written once and never updated, so a file per
+cell written atomically (temp file + fsync + ``os.replace``) gives crash safety without a
+database; a killed run leaves only whole cells, and resuming is "skip the cells whose file
+exists". The files are readable with any tool, diff cleanly in git for reference results,
+and need no schema migrations. Floats are stored with 8 significant digits (float32).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from optbench.optimizers.base import Trace
+
+FORMAT_VERSION = 1
+
+
+class StoreError(ValueError):
+    """A results directory that cannot be used for this run or read back."""
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON so ``path`` holds either the old or the complete new content."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, separators=(",", ":"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise StoreError(f"unreadable results file {path}: {exc}") from None
+
+
+def compact(x: torch.Tensor | list | float) -> Any:
+    """Tensor/list -> nested lists of floats with 8 significant digits."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().double().tolist()
+    if isinstance(x, list):
+        return [compact(v) for v in x]
+    return float(f"{x:.8g}")
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.=,+-]+", "_", text).strip("_")
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def environment_info() -> dict[str, Any]:
+    """Package versions and machine description recorded with every run."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for pkg in ("optbench", "torch", "numpy", "scipy", "cma", "nevergrad", "gymnasium", "mujoco"):
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            versions[pkg] = None
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"python": platform.python_version(), "versions": versions, "platform": platform.platform(),
+            "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+
+
+class ResultsStore:
+    """A run directory. ``open`` creates it or checks that it holds the same config."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    @classmethod
+    def create_or_resume(cls, root: Path, config: dict[str, Any]) -> "ResultsStore":
+        store = cls(root)
+        digest = config_hash(config)
+        run_file = store.root / "run.json"
+        if run_file.exists():
+            existing = read_json(run_file)
+            if existing.get("config_hash") != digest:
+                raise StoreError(f"{store.root} holds a run with a different configuration "
+                                 f"({existing.get('config_hash')} != {digest}); choose another --out")
+        else:
+            atomic_write_json(run_file, {"format": FORMAT_VERSION, "config_hash": digest, "config": config,
+                                         "environment": environment_info()})
+        return store
+
+    @classmethod
+    def open_existing(cls, root: Path) -> "ResultsStore":
+        store = cls(root)
+        if not (store.root / "run.json").is_file():
+            raise StoreError(f"{root} is not an optbench run directory (no run.json)")
+        return store
+
+    @property
+    def run_info(self) -> dict[str, Any]:
+        return read_json(self.root / "run.json")
+
+    # ------------------------------------------------------------------ cells
+    def cell_path(self, objective: str, optimizer: str, seed: int) -> Path:
+        return self.root / "cells" / f"{slug(objective)}__{slug(optimizer)}__s{seed}.json"
+
+    def has_cell(self, objective: str, optimizer: str, seed: int) -> bool:
+        return self.cell_path(objective, optimizer, seed).is_file()
+
+    def save_cell(self, objective: str, optimizer: str, seed: int, trace: Trace, meta: dict[str, Any]) -> None:
+        atomic_write_json(self.cell_path(objective, optimizer, seed), {
+            "objective": objective, "optimizer": optimizer, "seed": seed, **meta,
+            "iterations": trace.iterations, "scores": compact(trace.scores),
+            "final_params": compact(trace.final_params), "seconds": compact(trace.seconds),
+            "q_evals": trace.q_evals, "grad_evals": trace.grad_evals, "extra": trace.extra,
+        })
+
+    def cells(self) -> Iterator[dict[str, Any]]:
+        for p in sorted((self.root / "cells").glob("*.json")):
+            yield read_json(p)
+
+    # ------------------------------------------------------------------ objectives
+    def objective_path(self, name: str) -> Path:
+        return self.root / "objectives" / f"{slug(name)}.json"
+
+    def save_objective(self, name: str, info: dict[str, Any]) -> None:
+        atomic_write_json(self.objective_path(name), info)
+
+    def objectives(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for p in sorted((self.root / "objectives").glob("*.json")):
+            info = read_json(p)
+            out[info["name"]] = info
+        return out

@@ -1,0 +1,217 @@
+"""Suite definitions: a ``suite.toml`` naming objectives, optimizers and run settings.
+
+A suite is a directory ``suites/NAME/`` holding ``suite.toml`` and any data it refers to
+(paths are relative to the directory). Example::
+
+    name = "synthetic"
+    description = "..."
+    optimizers = ["adam(lr=0.05)", {spec = "cem", label = "cem-paper", iterations = 500}]
+
+    [settings]            # defaults; `optbench run` options override them
+    states = 32
+    iterations = 100
+    seeds = [0, 1, 2]
+    score_samples = 1000
+    score_at = "all"      # or "log": every iteration to 10, then ~10 per decade
+
+    [quick]               # overrides applied by --quick
+    states = 8
+
+    [[objectives]]
+    name = "quadratic-a3"
+    source = "analytic"   # a key of optbench.suites.sources.SOURCES
+    ...                   # the source's own fields
+
+Every problem in the file is reported as one line naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from optbench.optimizers.base import OptimizerError, parse_spec
+
+
+class SuiteError(ValueError):
+    """A suite that cannot be found or whose definition is malformed."""
+
+
+SETTING_TYPES: dict[str, type | tuple[type, ...]] = {
+    "states": int, "iterations": int, "seeds": list, "score_samples": int, "score_at": str, "score_seed": int,
+}
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "states": 32, "iterations": 100, "seeds": [0], "score_samples": 1000, "score_at": "all", "score_seed": 12345,
+}
+
+
+@dataclass(frozen=True)
+class OptimizerEntry:
+    """One optimizer of a suite: its spec, a label for tables, and where it runs.
+
+    ``iterations`` overrides the suite budget for this optimizer (``None``: suite budget);
+    ``objectives`` restricts it to some objectives (empty: all); ``context`` holds fields a
+    learned optimizer needs (e.g. ``package``: which agent's network to load).
+    """
+
+    spec: str
+    label: str
+    iterations: int | None = None
+    objectives: tuple[str, ...] = ()
+    context: tuple[tuple[str, Any], ...] = ()
+
+    def runs_on(self, objective: str) -> bool:
+        return not self.objectives or objective in self.objectives
+
+
+@dataclass(frozen=True)
+class ObjectiveEntry:
+    name: str
+    source: str
+    fields: tuple[tuple[str, Any], ...]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return dict(self.fields).get(key, default)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    directory: Path
+    objectives: tuple[ObjectiveEntry, ...]
+    optimizers: tuple[OptimizerEntry, ...]
+    settings: dict[str, Any] = field(default_factory=dict)
+    quick: dict[str, Any] = field(default_factory=dict)
+    tables: tuple[str, ...] = ()
+
+
+def suite_search_path() -> list[Path]:
+    """Where suite names are looked up: ``./suites`` then the ``suites/`` beside the package."""
+    here = Path(__file__).resolve().parents[2] / "suites"
+    return [Path.cwd() / "suites", here]
+
+
+def available_suites() -> list[Path]:
+    seen: dict[str, Path] = {}
+    for root in suite_search_path():
+        if root.is_dir():
+            for p in sorted(root.glob("*/suite.toml")):
+                seen.setdefault(p.parent.name, p.parent)
+    return list(seen.values())
+
+
+def find_suite(name_or_path: str) -> Path:
+    """Resolve a suite name (``synthetic``) or a path to a suite directory or ``suite.toml``."""
+    p = Path(name_or_path)
+    if p.is_file() and p.suffix == ".toml":
+        return p
+    if (p / "suite.toml").is_file() and (p.is_absolute() or "/" in name_or_path or name_or_path.startswith(".")):
+        return p / "suite.toml"
+    for root in suite_search_path():
+        if (root / name_or_path / "suite.toml").is_file():
+            return root / name_or_path / "suite.toml"
+    known = ", ".join(s.name for s in available_suites()) or "none found"
+    raise SuiteError(f"unknown suite {name_or_path!r}; known suites: {known}")
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """Find, parse and validate a suite definition."""
+    path = find_suite(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(f"malformed suite file {path}: {exc}") from None
+    return parse_suite(raw, path)
+
+
+def parse_suite(raw: dict[str, Any], path: Path) -> Suite:
+    def fail(msg: str) -> SuiteError:
+        return SuiteError(f"malformed suite file {path}: {msg}")
+
+    known_top = {"name", "description", "optimizers", "settings", "quick", "objectives", "tables"}
+    unknown = set(raw) - known_top
+    if unknown:
+        raise fail(f"unknown top-level field(s) {sorted(unknown)}; allowed: {sorted(known_top)}")
+    if not isinstance(raw.get("name"), str):
+        raise fail("missing string field 'name'")
+    settings = _settings(raw.get("settings", {}), "settings", fail)
+    quick = _settings(raw.get("quick", {}), "quick", fail)
+
+    objectives = []
+    raw_objs = raw.get("objectives")
+    if not isinstance(raw_objs, list) or not raw_objs:
+        raise fail("needs at least one [[objectives]] table")
+    for i, o in enumerate(raw_objs):
+        if not isinstance(o, dict) or not isinstance(o.get("name"), str) or not isinstance(o.get("source"), str):
+            raise fail(f"objectives[{i}] needs string fields 'name' and 'source'")
+        rest = tuple(sorted((k, _freeze(v)) for k, v in o.items() if k not in ("name", "source")))
+        objectives.append(ObjectiveEntry(o["name"], o["source"], rest))
+    names = [o.name for o in objectives]
+    if len(set(names)) != len(names):
+        raise fail("objective names must be unique")
+
+    optimizers = []
+    raw_opts = raw.get("optimizers")
+    if not isinstance(raw_opts, list) or not raw_opts:
+        raise fail("needs a non-empty 'optimizers' list")
+    for i, o in enumerate(raw_opts):
+        entry = _optimizer_entry(o, i, fail)
+        unknown_objs = set(entry.objectives) - set(names)
+        if unknown_objs:
+            raise fail(f"optimizers[{i}] ({entry.label}) names unknown objective(s) {sorted(unknown_objs)}")
+        optimizers.append(entry)
+    labels = [o.label for o in optimizers]
+    if len(set(labels)) != len(labels):
+        raise fail(f"optimizer labels must be unique, got {labels}")
+    tables = raw.get("tables", [])
+    if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables):
+        raise fail("'tables' must be a list of table names")
+    return Suite(raw["name"], str(raw.get("description", "")), path.parent, tuple(objectives), tuple(optimizers),
+                 settings, quick, tuple(tables))
+
+
+def _settings(raw: Any, where: str, fail) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise fail(f"[{where}] must be a table")
+    out = {}
+    for k, v in raw.items():
+        if k not in SETTING_TYPES:
+            raise fail(f"unknown field [{where}].{k}; allowed: {sorted(SETTING_TYPES)}")
+        if not isinstance(v, SETTING_TYPES[k]) or isinstance(v, bool):
+            raise fail(f"[{where}].{k} must be of type {SETTING_TYPES[k].__name__}, got {v!r}")
+        if k == "seeds" and not all(isinstance(s, int) and not isinstance(s, bool) for s in v):
+            raise fail(f"[{where}].seeds must be a list of integers")
+        if k in ("states", "score_samples") and v < 1 or k == "iterations" and v < 0:
+            raise fail(f"[{where}].{k} must be positive, got {v}")
+        out[k] = v
+    return out
+
+
+def _optimizer_entry(o: Any, i: int, fail) -> OptimizerEntry:
+    if isinstance(o, str):
+        o = {"spec": o}
+    if not isinstance(o, dict) or not isinstance(o.get("spec"), str):
+        raise fail(f"optimizers[{i}] must be a spec string or a table with a string 'spec'")
+    try:
+        parse_spec(o["spec"])
+    except OptimizerError as exc:
+        raise fail(f"optimizers[{i}]: {exc}") from None
+    iterations = o.get("iterations")
+    if iterations is not None and (not isinstance(iterations, int) or iterations < 0):
+        raise fail(f"optimizers[{i}].iterations must be a non-negative integer")
+    objectives = o.get("objectives", [])
+    if not isinstance(objectives, list):
+        raise fail(f"optimizers[{i}].objectives must be a list of objective names")
+    context = tuple(sorted((k, _freeze(v)) for k, v in o.items() if k not in ("spec", "label", "iterations", "objectives")))
+    return OptimizerEntry(o["spec"], str(o.get("label", o["spec"])), iterations, tuple(objectives), context)
+
+
+def _freeze(v: Any) -> Any:
+    return tuple(_freeze(x) for x in v) if isinstance(v, list) else v
+
+
+def with_settings(suite: Suite, **overrides: Any) -> Suite:
+    return replace(suite, settings={**suite.settings, **{k: v for k, v in overrides.items() if v is not None}})
