@@ -1,0 +1,110 @@
+"""Learned dynamics and reward models and the model-based (Retrace) value estimate (seed 000 App. A.5).
+
+Both models are 2×256 Leaky-ReLU MLPs with LayerNorm, outputting the mean of a Gaussian whose
+standard deviation is a separate learnable parameter (one per output dim); they are trained
+by maximum likelihood on replay data. The dynamics model is residual: ``s' = s + Δ(s, a)``.
+
+Model-based Q estimate (Retrace with importance weights 1, horizon ``h``)::
+
+    Q_MB(s_t, a_t) = Q(s_t, a_t) + Σ_{k=0}^{h} γ^k λ^k [ r̂(s_{t+k}, a_{t+k}) + γ V(s_{t+k+1}) − Q(s_{t+k}, a_{t+k}) ]
+
+with ``s_{t+k+1}`` from the dynamics model and ``a_{t+k}`` (k ≥ 1) from a rollout policy.
+The models have no termination head: model rollouts never terminate.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+class GaussianMLP(nn.Module):
+    """``x -> mean`` (2×256 LeakyReLU + LayerNorm) with a learned, input-independent log std."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int] = (256, 256)):
+        super().__init__()
+        self.hidden = tuple(int(h) for h in hidden)
+        layers: list[nn.Module] = []
+        sizes = [in_dim, *self.hidden]
+        for i, o in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(i, o), nn.LayerNorm(o), nn.LeakyReLU()]
+        layers.append(nn.Linear(sizes[-1], out_dim))
+        self.net = nn.Sequential(*layers)
+        self.log_std = nn.Parameter(torch.zeros(out_dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def nll(self, x: Tensor, target: Tensor) -> Tensor:
+        """Mean Gaussian negative log-likelihood per example (summed over output dims)."""
+        mean = self(x)
+        log_std = self.log_std.clamp(-10.0, 5.0)
+        z = (target - mean) * torch.exp(-log_std)
+        return (0.5 * z.pow(2) + log_std + HALF_LOG_2PI).sum(-1).mean()
+
+
+class DynamicsModel(nn.Module):
+    """Residual deterministic dynamics ``s' = s + Δ(s, a)`` (Gaussian likelihood for training)."""
+
+    def __init__(self, state_dim: int, action_dim: int, hidden: Sequence[int] = (256, 256)):
+        super().__init__()
+        self.state_dim, self.action_dim = state_dim, action_dim
+        self.delta = GaussianMLP(state_dim + action_dim, state_dim, hidden)
+
+    def forward(self, states: Tensor, actions: Tensor) -> Tensor:
+        return states + self.delta(torch.cat([states, actions], -1))
+
+    def loss(self, states: Tensor, actions: Tensor, next_states: Tensor) -> Tensor:
+        return self.delta.nll(torch.cat([states, actions], -1), next_states - states)
+
+    def architecture(self) -> dict:
+        return {"kind": "dynamics", "residual": True, "hidden": list(self.delta.hidden), "activation": "leaky_relu",
+                "layer_norm": True, "state_dim": self.state_dim, "action_dim": self.action_dim}
+
+
+class RewardModel(nn.Module):
+    """``r̂(s, a)`` (Gaussian likelihood for training)."""
+
+    def __init__(self, state_dim: int, action_dim: int, hidden: Sequence[int] = (256, 256)):
+        super().__init__()
+        self.state_dim, self.action_dim = state_dim, action_dim
+        self.mean = GaussianMLP(state_dim + action_dim, 1, hidden)
+
+    def forward(self, states: Tensor, actions: Tensor) -> Tensor:
+        return self.mean(torch.cat([states, actions], -1)).squeeze(-1)
+
+    def loss(self, states: Tensor, actions: Tensor, rewards: Tensor) -> Tensor:
+        return self.mean.nll(torch.cat([states, actions], -1), rewards.unsqueeze(-1))
+
+    def architecture(self) -> dict:
+        return {"kind": "reward", "hidden": list(self.mean.hidden), "activation": "leaky_relu", "layer_norm": True,
+                "state_dim": self.state_dim, "action_dim": self.action_dim}
+
+
+def retrace_estimate(states: Tensor, actions: Tensor, *, q_fn: Callable[[Tensor, Tensor], Tensor],
+                     v_fn: Callable[[Tensor], Tensor], reward_fn: Callable[[Tensor, Tensor], Tensor],
+                     dynamics_fn: Callable[[Tensor, Tensor], Tensor], policy_fn: Callable[[Tensor], Tensor],
+                     gamma: float = 0.99, lam: float = 0.9, horizon: int = 2) -> Tensor:
+    """Model-based ``Q_MB(s, a)`` of App. A.5 (Retrace, importance weights 1), ``[N]``.
+
+    ``q_fn(s, a) -> [N]`` (pessimistic Q), ``v_fn(s) -> [N]`` (soft state value),
+    ``reward_fn(s, a) -> [N]``, ``dynamics_fn(s, a) -> s'``, ``policy_fn(s) -> a``.
+    The sum runs over ``k = 0..horizon`` (``horizon + 1`` model steps).
+    """
+    q0 = q_fn(states, actions)
+    total = q0
+    s, a, qk, coef = states, actions, q0, 1.0
+    for k in range(horizon + 1):
+        if k > 0:
+            a = policy_fn(s)
+            qk = q_fn(s, a)
+        s_next = dynamics_fn(s, a)
+        total = total + coef * (reward_fn(s, a) + gamma * v_fn(s_next) - qk)
+        coef *= gamma * lam
+        s = s_next
+    return total

@@ -1,0 +1,149 @@
+"""Policy networks: the direct actor ``λ = f_φ(s)`` and the iterative amortized optimizer.
+
+Both output ``λ = (μ, log σ)`` of a tanh-Gaussian (see :mod:`optbench.objectives.distributions`).
+
+Iterative amortized optimizer (SPEC §2; seed 000 §3.1, App. A.4)::
+
+    (δ, ω) = f_φ(s, λ, ∇_λ J)        ω = sigmoid(gate logits)
+    λ ← ω ⊙ λ + (1 − ω) ⊙ δ          (separately for μ and log σ)
+
+Inputs: the state and the four blocks ``μ, log σ, ∇_μ J, ∇_{log σ} J``, each block standardized
+on its own across the action dimensions of each example (layer norm without affine), all
+detached. A 2×256 ReLU trunk, zero-initialized linear heads (so the gate starts at 0.5 and
+the update at 0). ``log σ`` is kept in ``[LOG_STD_MIN, LOG_STD_MAX]`` by soft clamps.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from optbench.objectives.distributions import join_params, split_params
+
+LOG_STD_MIN = -20.0
+LOG_STD_MAX = 2.0
+STANDARDIZE_EPS = 1e-5
+
+
+def soft_clamp(x: Tensor, lo: float = LOG_STD_MIN, hi: float = LOG_STD_MAX) -> Tensor:
+    """Smooth clamp: ``hi − softplus(hi − x)`` then ``lo + softplus(x − lo)``."""
+    x = hi - F.softplus(hi - x)
+    return lo + F.softplus(x - lo)
+
+
+def standardize(x: Tensor, eps: float = STANDARDIZE_EPS) -> Tensor:
+    """Layer norm without affine over the last dim: ``(x − mean) / sqrt(var + eps)`` (population var)."""
+    mean = x.mean(-1, keepdim=True)
+    var = x.var(-1, keepdim=True, correction=0)
+    return (x - mean) * torch.rsqrt(var + eps)
+
+
+def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for k, (i, o) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(i, o))
+        if k < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+class DirectActor(nn.Module):
+    """SAC actor: 2×256 ReLU trunk, linear heads for ``μ`` and ``log σ`` (soft-clamped)."""
+
+    kind = "direct"
+
+    def __init__(self, state_dim: int, action_dim: int, hidden: Sequence[int] = (256, 256)):
+        super().__init__()
+        self.state_dim, self.action_dim, self.hidden = state_dim, action_dim, tuple(int(h) for h in hidden)
+        self.trunk = mlp([state_dim, *self.hidden])
+        self.trunk.append(nn.ReLU())
+        self.head = nn.Linear(self.hidden[-1], 2 * action_dim)
+
+    def forward(self, states: Tensor) -> Tensor:
+        mu, log_std = split_params(self.head(self.trunk(states)))
+        return join_params(mu, soft_clamp(log_std))
+
+    def architecture(self) -> dict:
+        return {"kind": self.kind, "state_dim": self.state_dim, "action_dim": self.action_dim,
+                "hidden": list(self.hidden), "activation": "relu", "log_std_range": [LOG_STD_MIN, LOG_STD_MAX]}
+
+
+class IterativeOptimizerNet(nn.Module):
+    """``f_φ(s, λ, ∇_λ J) -> (δ, ω)`` and the gated update, for any number of iterations.
+
+    ``init_mu``/``init_std`` set the start ``λ₀`` (paper: μ = 0, σ = 1).
+    """
+
+    kind = "iterative"
+
+    def __init__(self, state_dim: int, action_dim: int, hidden: Sequence[int] = (256, 256),
+                 init_mu: float = 0.0, init_std: float = 1.0):
+        super().__init__()
+        self.state_dim, self.action_dim, self.hidden = state_dim, action_dim, tuple(int(h) for h in hidden)
+        self.init_mu, self.init_std = float(init_mu), float(init_std)
+        self.trunk = mlp([state_dim + 4 * action_dim, *self.hidden])
+        self.trunk.append(nn.ReLU())
+        # heads: [δ_μ, δ_logσ] and gate logits [ω_μ, ω_logσ]
+        self.update_head = nn.Linear(self.hidden[-1], 2 * action_dim)
+        self.gate_head = nn.Linear(self.hidden[-1], 2 * action_dim)
+        for head in (self.update_head, self.gate_head):
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+
+    def initial_params(self, batch: int, device=None, dtype=torch.float32) -> Tensor:
+        lam = torch.empty(batch, 2 * self.action_dim, device=device, dtype=dtype)
+        lam[:, : self.action_dim] = self.init_mu
+        lam[:, self.action_dim:] = float(torch.log(torch.tensor(self.init_std)))
+        return lam
+
+    def features(self, states: Tensor, lam: Tensor, grad: Tensor) -> Tensor:
+        """Network input: state and the four separately standardized blocks, all detached."""
+        mu, log_std = split_params(lam.detach())
+        g_mu, g_log_std = split_params(grad.detach())
+        return torch.cat([states.detach(), standardize(mu), standardize(log_std),
+                          standardize(g_mu), standardize(g_log_std)], dim=-1)
+
+    def forward(self, states: Tensor, lam: Tensor, grad: Tensor) -> Tensor:
+        """One gated update: returns the new ``λ`` (differentiable w.r.t. φ only)."""
+        h = self.trunk(self.features(states, lam, grad))
+        delta = self.update_head(h)
+        gate = torch.sigmoid(self.gate_head(h))
+        return gated_update(lam.detach(), delta, gate)
+
+    def architecture(self) -> dict:
+        return {"kind": self.kind, "state_dim": self.state_dim, "action_dim": self.action_dim,
+                "hidden": list(self.hidden), "activation": "relu", "init_mu": self.init_mu,
+                "init_std": self.init_std, "log_std_range": [LOG_STD_MIN, LOG_STD_MAX],
+                "inputs": "state, standardize(mu), standardize(log_std), standardize(dJ/dmu), standardize(dJ/dlog_std)"}
+
+
+def gated_update(lam: Tensor, delta: Tensor, gate: Tensor) -> Tensor:
+    """``λ' = ω ⊙ λ + (1 − ω) ⊙ δ``, then ``log σ`` soft-clamped."""
+    new = gate * lam + (1.0 - gate) * delta
+    mu, log_std = split_params(new)
+    return join_params(mu, soft_clamp(log_std))
+
+
+GradFn = Callable[[Tensor], tuple[Tensor, Tensor]]
+
+
+def iterate_policy(net: IterativeOptimizerNet, states: Tensor, value_and_grad: GradFn, iterations: int,
+                   start: Tensor | None = None, objective: Callable[[Tensor], Tensor] | None = None):
+    """Run ``iterations`` gated updates from ``start`` (default: the net's ``λ₀``).
+
+    ``value_and_grad(λ [B, 2A]) -> (J [B], ∇_λ J [B, 2A])`` must not build a graph to φ.
+    If ``objective`` (a differentiable ``λ -> J [B]``) is given, returns ``(λ_K, losses)``
+    where ``losses`` is the list of ``J`` after each iteration (for truncated-backprop
+    training); otherwise returns ``(λ_K, [])``. Inputs are detached between iterations.
+    """
+    lam = net.initial_params(len(states), states.device, states.dtype) if start is None else start
+    values: list[Tensor] = []
+    for _ in range(iterations):
+        _, grad = value_and_grad(lam.detach())
+        lam = net(states, lam.detach(), grad)
+        if objective is not None:
+            values.append(objective(lam))
+    return lam, values

@@ -1,0 +1,346 @@
+"""Soft actor-critic with a direct or an iterative amortized policy (SPEC §3; seed 000 App. A.4).
+
+One file, top to bottom: the configuration (:class:`SACConfig`, defaults = seed 000 Table 6),
+the agent (:class:`SACAgent`: networks, optimizers, :meth:`SACAgent.update`,
+:meth:`SACAgent.act`), and its (de)serialization to plain tensors.
+
+Objective of the policy at a state (KL to the uniform prior on ``[-1, 1]^A``)::
+
+    J(λ; s) = E_{a~π_λ}[ Q̂(s, a) ] − α (E[log π_λ(a)] + |A| log 2),   Q̂ = mean_E Q − β std_E Q
+
+Critic targets (bootstrapping through truncation, not termination)::
+
+    y = r + γ (1 − terminated) V(s'),   V(s') = J(λ(s'); s') under the target ensemble, β = β_train
+
+* direct: ``λ = f_φ(s)``; actor loss ``−J`` through the current ensemble (1 sample, β_train = 1),
+  target ``V`` from one sample.
+* iterative: ``λ_0 = (0, log 1)``, ``λ_{k+1} = f_φ(s, λ_k, ∇_λ J(λ_k))`` for ``K`` iterations.
+  ``J`` and ``∇_λ J`` come from ``grad_samples`` reparameterized samples through the **target**
+  ensemble (frozen: only ``λ`` is differentiated, no gradient reaches any Q). The optimizer is
+  trained on ``−mean_k J(λ_k)`` with truncated backprop (inputs detached between
+  iterations), on the batch's states and next states together (one unroll of ``2B`` states);
+  the last iterate's ``J`` at the next states is the target ``V`` (β_train). Acting runs the
+  same ``K`` iterations with β_act = 1.
+* α is tuned so that ``E[−log π] ≈ −|A|`` (target entropy ``−|A|``).
+
+Measured update costs and the choice of ``grad_samples`` are in :data:`GRAD_SAMPLES_NOTE`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from optbench.agents.checkpoint import optimizer_from_tensors, optimizer_to_tensors
+from optbench.agents.models import DynamicsModel, RewardModel
+from optbench.agents.networks import DirectActor, IterativeOptimizerNet
+from optbench.objectives.distributions import LOG2, sample_tanh_gaussian, split_params
+from optbench.objectives.q_functions import QEnsemble, pessimistic_value
+
+GRAD_SAMPLES_NOTE = """filled in below (see DEFAULT_GRAD_SAMPLES)"""
+DEFAULT_GRAD_SAMPLES = 10
+
+
+@dataclass
+class SACConfig:
+    """Training hyperparameters (defaults: seed 000 Table 6 / SPEC §3)."""
+
+    task: str = "HalfCheetah-v5"
+    policy: str = "direct"  # direct | iterative
+    steps: int = 1_000_000
+    seed: int = 0
+    gamma: float = 0.99
+    tau: float = 5e-3
+    lr: float = 3e-4
+    batch_size: int = 256
+    buffer_size: int = 1_000_000
+    random_steps: int = 5000
+    hidden: tuple[int, ...] = (256, 256)
+    ensemble_size: int = 2
+    beta_train: float | None = None  # None: 1 (direct), 1.5 (iterative, Hopper), 2.5 (iterative, others)
+    beta_act: float = 1.0
+    iterations: int = 5  # K, iterative only
+    grad_samples: int = DEFAULT_GRAD_SAMPLES  # n, iterative only
+    init_std: float = 1.0  # iterative λ_0: μ = 0, σ = init_std
+    init_log_alpha: float = 0.0
+    models: bool = True
+    model_pretrain_updates: int = 1000
+    checkpoint_every: int = 10_000
+    eval_every: int = 10_000
+    eval_episodes: int = 5
+    log_every: int = 1000
+
+    def __post_init__(self):
+        self.hidden = tuple(int(h) for h in self.hidden)
+        if self.policy not in ("direct", "iterative"):
+            raise ValueError(f"unknown policy {self.policy!r} (direct or iterative)")
+        if self.beta_train is None:
+            if self.policy == "direct":
+                self.beta_train = 1.0
+            else:
+                self.beta_train = 1.5 if self.task.split("-")[0] == "Hopper" else 2.5
+        for name in ("steps", "batch_size", "buffer_size", "iterations", "grad_samples", "ensemble_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SACConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def gaussian_kl(lam_p: Tensor, lam_q: Tensor) -> Tensor:
+    """``KL(N(μ_p, σ_p²) ‖ N(μ_q, σ_q²))`` summed over dims (= KL of the tanh-squashed policies)."""
+    mu_p, ls_p = split_params(lam_p)
+    mu_q, ls_q = split_params(lam_q)
+    return (ls_q - ls_p + (torch.exp(2 * ls_p) + (mu_p - mu_q).pow(2)) * (0.5 * torch.exp(-2 * ls_q)) - 0.5).sum(-1)
+
+
+@dataclass
+class UpdateStats:
+    q_loss: float = 0.0
+    actor_loss: float = 0.0
+    alpha: float = 0.0
+    alpha_loss: float = 0.0
+    entropy: float = 0.0
+    model_loss: float = 0.0
+    distill_loss: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+class SACAgent:
+    """Networks, optimizers and the update of SAC with a direct or iterative policy."""
+
+    def __init__(self, cfg: SACConfig, state_dim: int, action_dim: int):
+        self.cfg, self.state_dim, self.action_dim = cfg, state_dim, action_dim
+        self.q = QEnsemble(state_dim, action_dim, cfg.hidden, cfg.ensemble_size)
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        if cfg.policy == "direct":
+            self.actor = DirectActor(state_dim, action_dim, cfg.hidden)
+        else:
+            self.actor = IterativeOptimizerNet(state_dim, action_dim, cfg.hidden, 0.0, cfg.init_std)
+        # iterative agents with models also keep a direct network distilled by KL, for model rollouts
+        self.distilled = DirectActor(state_dim, action_dim, cfg.hidden) if (cfg.models and cfg.policy == "iterative") else None
+        self.dynamics = DynamicsModel(state_dim, action_dim, cfg.hidden) if cfg.models else None
+        self.reward = RewardModel(state_dim, action_dim, cfg.hidden) if cfg.models else None
+        self.log_alpha = torch.tensor([cfg.init_log_alpha], requires_grad=True)
+        self.target_entropy = -float(action_dim)
+
+        def adam(params):
+            return torch.optim.Adam(params, lr=cfg.lr, foreach=True)
+
+        self.optimizers = {"q": adam(self.q.parameters()), "actor": adam(self.actor.parameters()),
+                           "alpha": adam([self.log_alpha])}
+        if self.distilled is not None:
+            self.optimizers["distilled"] = adam(self.distilled.parameters())
+        if cfg.models:
+            self.optimizers["models"] = adam([*self.dynamics.parameters(), *self.reward.parameters()])
+        self._q_params = list(self.q.parameters())
+        self._q_target_params = list(self.q_target.parameters())
+        self.updates = 0
+        self.model_updates = 0
+
+    # ------------------------------------------------------------------ modules
+    def modules(self) -> dict[str, torch.nn.Module]:
+        mods = {"q": self.q, "q_target": self.q_target, "actor": self.actor}
+        for name in ("distilled", "dynamics", "reward"):
+            if getattr(self, name) is not None:
+                mods[name] = getattr(self, name)
+        return mods
+
+    @property
+    def alpha(self) -> Tensor:
+        return self.log_alpha.detach().exp()
+
+    # ------------------------------------------------------------------ iterative optimizer
+    def _value_and_grad(self, states: Tensor, lam: Tensor, beta: float, n: int) -> tuple[Tensor, Tensor]:
+        """``J(λ; s)`` and ``∇_λ J`` from ``n`` samples through the frozen target ensemble: ``[N]``, ``[N, 2A]``."""
+        with torch.enable_grad():
+            lam = lam.detach().requires_grad_(True)
+            mu, log_std = split_params(lam.unsqueeze(1))
+            eps = torch.randn(len(lam), n, self.action_dim)
+            actions, log_prob = sample_tanh_gaussian(mu, log_std, eps)
+            q = self.q_target(states, actions)  # [E, N, n]; no parameter of Q requires grad
+            value = (pessimistic_value(q, beta) - self.alpha * (log_prob + self.action_dim * LOG2)).mean(-1)
+            (grad,) = torch.autograd.grad(value.sum(), lam)
+        return value.detach(), grad
+
+    def iterate(self, states: Tensor, beta: float, iterations: int | None = None, train: bool = False
+                ) -> tuple[Tensor, Tensor, list[float]]:
+        """Run the iterative optimizer: returns ``(λ_K, J(λ_K), [mean J after each iteration])``.
+
+        With ``train=True`` the truncated-backprop gradient of ``−mean_k J(λ_k)`` is accumulated
+        into the optimizer network's ``.grad`` (``dλ_k/dφ`` times ``−∇_λ J(λ_k)``: Q is
+        differentiated once per iteration, w.r.t. ``λ`` only).
+        """
+        K = self.cfg.iterations if iterations is None else iterations
+        n = self.cfg.grad_samples
+        net: IterativeOptimizerNet = self.actor  # type: ignore[assignment]
+        lam = net.initial_params(len(states))
+        value, grad = self._value_and_grad(states, lam, beta, n)
+        outs, out_grads, curve = [], [], []
+        for _ in range(K):
+            with torch.set_grad_enabled(train):
+                new = net(states, lam, grad)
+            value, grad = self._value_and_grad(states, new, beta, n)
+            curve.append(float(value.mean()))
+            if train:
+                outs.append(new)
+                out_grads.append(grad / (-K * len(states)))
+            lam = new.detach()
+        if train:
+            torch.autograd.backward(outs, out_grads)
+        return lam, value, curve
+
+    def policy_params(self, states: Tensor, beta: float | None = None) -> Tensor:
+        """``λ(s)`` of the acting policy (iterative: K iterations at β_act)."""
+        if self.cfg.policy == "direct":
+            with torch.no_grad():
+                return self.actor(states)
+        return self.iterate(states, self.cfg.beta_act if beta is None else beta)[0]
+
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """One action in ``[-1, 1]^A`` for one observation (``tanh μ`` if deterministic)."""
+        s = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
+        lam = self.policy_params(s)
+        mu, log_std = split_params(lam)
+        with torch.no_grad():
+            a = torch.tanh(mu) if deterministic else torch.tanh(mu + log_std.exp() * torch.randn_like(mu))
+        return a[0].numpy().astype(np.float64)
+
+    # ------------------------------------------------------------------ updates
+    def update_models(self, batch) -> float:
+        obs, act, rew, next_obs, _ = batch
+        loss = self.dynamics.loss(obs, act, next_obs) + self.reward.loss(obs, act, rew)
+        opt = self.optimizers["models"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        self.model_updates += 1
+        return float(loss.detach())
+
+    def update(self, batch) -> UpdateStats:
+        """One SAC update on a batch ``(obs, action, reward, next_obs, terminated)``."""
+        cfg, A = self.cfg, self.action_dim
+        obs, act, rew, next_obs, term = batch
+        alpha = self.alpha
+        stats = UpdateStats(alpha=float(alpha))
+        B = len(obs)
+
+        # ---- policy: target V(s') and the policy update
+        if cfg.policy == "direct":
+            with torch.no_grad():
+                mu, log_std = split_params(self.actor(next_obs))
+                a_next, logp_next = sample_tanh_gaussian(mu, log_std, torch.randn_like(mu))
+                q_next = self.q_target.pairs(next_obs, a_next)
+                v_next = pessimistic_value(q_next, cfg.beta_train) - alpha * (logp_next + A * LOG2)
+        else:
+            opt = self.optimizers["actor"]
+            opt.zero_grad(set_to_none=True)
+            both = torch.cat([obs, next_obs])
+            lam_both, j_both, curve = self.iterate(both, cfg.beta_train, train=True)
+            opt.step()
+            v_next = j_both[B:]
+            lam_obs = lam_both[:B]
+            stats.actor_loss = -sum(curve) / len(curve)
+            stats.extra["J_first"], stats.extra["J_last"] = curve[0], curve[-1]
+
+        # ---- critic
+        with torch.no_grad():
+            y = rew + cfg.gamma * (1.0 - term) * v_next
+        q_pred = self.q.pairs(obs, act)  # [E, B]
+        q_loss = 0.5 * (q_pred - y).pow(2).mean(1).sum()
+        opt = self.optimizers["q"]
+        opt.zero_grad(set_to_none=True)
+        q_loss.backward()
+        opt.step()
+        stats.q_loss = float(q_loss.detach())
+
+        # ---- direct actor (after the critic, as in CleanRL) / entropy of the iterative policy
+        if cfg.policy == "direct":
+            lam_obs = self.actor(obs)
+            mu, log_std = split_params(lam_obs)
+            a, logp = sample_tanh_gaussian(mu, log_std, torch.randn_like(mu))
+            q_a = pessimistic_value(self.q.pairs(obs, a), cfg.beta_train)
+            actor_loss = (alpha * (logp + A * LOG2) - q_a).mean()
+            opt = self.optimizers["actor"]
+            opt.zero_grad(set_to_none=True)
+            actor_loss.backward(inputs=list(self.actor.parameters()))  # no gradient computed for Q
+            opt.step()
+            stats.actor_loss = float(actor_loss.detach())
+            logp = logp.detach()
+        else:
+            with torch.no_grad():
+                mu, log_std = split_params(lam_obs)
+                _, logp = sample_tanh_gaussian(mu, log_std, torch.randn_like(mu))
+
+        # ---- temperature: drive the policy entropy E[−log π] to the target −|A|
+        alpha_loss = -(self.log_alpha * (logp + self.target_entropy)).mean()
+        opt = self.optimizers["alpha"]
+        opt.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        opt.step()
+        stats.alpha_loss = float(alpha_loss.detach())
+        stats.entropy = float(-logp.mean())
+
+        # ---- distilled direct rollout policy (iterative + models): min KL(π_it ‖ π_dir)
+        if self.distilled is not None:
+            kl = gaussian_kl(lam_obs.detach(), self.distilled(obs)).mean()
+            opt = self.optimizers["distilled"]
+            opt.zero_grad(set_to_none=True)
+            kl.backward()
+            opt.step()
+            stats.distill_loss = float(kl.detach())
+
+        # ---- models
+        if cfg.models:
+            stats.model_loss = self.update_models(batch)
+
+        # ---- Polyak averaging of the target ensemble
+        with torch.no_grad():
+            torch._foreach_lerp_(self._q_target_params, self._q_params, cfg.tau)
+        self.updates += 1
+        return stats
+
+    # ------------------------------------------------------------------ persistence
+    def state_tensors(self) -> tuple[dict[str, Tensor], dict]:
+        tensors: dict[str, Tensor] = {}
+        for name, mod in self.modules().items():
+            for k, v in mod.state_dict().items():
+                tensors[f"net/{name}/{k}"] = v
+        tensors["net/log_alpha"] = self.log_alpha.detach()
+        meta = {"optimizers": {}, "updates": self.updates, "model_updates": self.model_updates}
+        for name, opt in self.optimizers.items():
+            t, m = optimizer_to_tensors(name, opt)
+            tensors.update(t)
+            meta["optimizers"][name] = m
+        return tensors, meta
+
+    def load_state(self, tensors: dict[str, Tensor], meta: dict | None = None, networks_only: bool = False) -> None:
+        for name, mod in self.modules().items():
+            prefix = f"net/{name}/"
+            sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            try:
+                mod.load_state_dict(sd)
+            except RuntimeError as exc:
+                raise ValueError(f"checkpoint network {name!r} does not match: {str(exc).splitlines()[0]}") from None
+        with torch.no_grad():
+            self.log_alpha.copy_(tensors["net/log_alpha"])
+        if networks_only or meta is None:
+            return
+        for name, opt in self.optimizers.items():
+            optimizer_from_tensors(name, opt, tensors, meta["optimizers"][name])
+        self.updates = int(meta.get("updates", 0))
+        self.model_updates = int(meta.get("model_updates", 0))
+
+
+__all__ = ["SACConfig", "SACAgent", "UpdateStats", "gaussian_kl", "DEFAULT_GRAD_SAMPLES", "GRAD_SAMPLES_NOTE"]

@@ -1,0 +1,296 @@
+"""The training loop: environment interaction, updates, evaluation, checkpoints and resume.
+
+A run lives in one output directory::
+
+    OUT/checkpoint.safetensors   latest checkpoint (atomic), see optbench.agents.checkpoint
+    OUT/config.json              the run's configuration
+    OUT/log.csv episodes.csv evals.csv learning_curve.png
+
+Re-running the same command resumes from ``OUT/checkpoint.safetensors``. Periodic checkpoints
+are written at the first episode end after every ``checkpoint_every`` steps, so a resumed run
+continues exactly as the uninterrupted run would have (same replay contents, RNG streams and
+environment RNG); a checkpoint written mid-episode (end of training, Ctrl-C) resumes with a
+fresh episode.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from optbench.agents.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
+from optbench.agents.envs import ActionScaler, env_dims, make_env
+from optbench.agents.evaluate import run_episodes
+from optbench.agents.replay import ReplayBuffer
+from optbench.agents.sac import SACAgent, SACConfig, UpdateStats
+from optbench.agents.training_log import TrainingLog
+
+EVAL_SEED_OFFSET = 1_000_003
+
+
+def versions() -> dict:
+    import gymnasium
+
+    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+           "gymnasium": gymnasium.__version__}
+    try:
+        import mujoco
+
+        out["mujoco"] = mujoco.__version__
+    except Exception:
+        pass
+    from optbench import __version__
+
+    out["optbench"] = __version__
+    return out
+
+
+def agent_from_checkpoint(tensors: dict, meta: dict) -> SACAgent:
+    """Rebuild the agent (networks + optimizer states) stored in a checkpoint."""
+    cfg = SACConfig.from_dict(meta["config"])
+    agent = SACAgent(cfg, int(meta["state_dim"]), int(meta["action_dim"]))
+    try:
+        agent.load_state(tensors, meta["agent"])
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint does not match its own configuration: {exc}") from None
+    return agent
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    step: int
+    episodes: int
+    last_eval: dict | None
+    updates_per_s: float
+
+
+class Trainer:
+    def __init__(self, cfg: SACConfig, out_dir: str | Path, *, progress: bool = True, echo=print):
+        self.out_dir = Path(out_dir).expanduser()
+        self.ckpt_path = self.out_dir / CHECKPOINT_NAME
+        self.progress = progress
+        self.echo = echo
+        self.env = make_env(cfg.task)  # validates the task first (one-line error if unknown)
+        self.scale = ActionScaler(self.env)
+        self.state_dim, self.action_dim = env_dims(self.env)
+        self.resumed_from: int | None = None
+        self._env_rng_before_reset: dict | None = None
+        if self.ckpt_path.exists():
+            tensors, meta = load_checkpoint(self.ckpt_path)
+            old = SACConfig.from_dict(meta["config"])
+            if old.task != cfg.task or old.policy != cfg.policy:
+                raise CheckpointError(f"{self.out_dir} holds a {old.task}/{old.policy} run, not {cfg.task}/{cfg.policy}; "
+                                      "use another --out")
+            if (meta["state_dim"], meta["action_dim"]) != (self.state_dim, self.action_dim):
+                raise CheckpointError(f"checkpoint dims {meta['state_dim']}/{meta['action_dim']} do not match task "
+                                      f"{cfg.task} ({self.state_dim}/{self.action_dim})")
+            old.steps = cfg.steps  # the only setting a resumed run may change
+            self.cfg = old
+            self._restore(tensors, meta)
+        else:
+            self.cfg = cfg
+            self._fresh()
+        self.log = TrainingLog(self.out_dir, self.step)
+
+    # ------------------------------------------------------------------ setup
+    def _fresh(self) -> None:
+        cfg = self.cfg
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.agent = SACAgent(cfg, self.state_dim, self.action_dim)
+        self.replay = ReplayBuffer(self.state_dim, self.action_dim, cfg.buffer_size)
+        self.step = 0
+        self.episodes = 0
+        self.wall_time = 0.0
+        self.eval_history: list[dict] = []
+        self.obs, _ = self.env.reset(seed=cfg.seed)
+        self.ep_return, self.ep_length = 0.0, 0
+        (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+    def _restore(self, tensors: dict, meta: dict) -> None:
+        cfg = self.cfg
+        self.agent = agent_from_checkpoint(tensors, meta)
+        self.agent.cfg.steps = cfg.steps
+        self.replay = ReplayBuffer(self.state_dim, self.action_dim, cfg.buffer_size)
+        self.replay.load_state(tensors, meta["replay"])
+        torch.set_rng_state(tensors["rng/torch"])
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = meta["rng_numpy"]
+        self.step, self.episodes = int(meta["step"]), int(meta["episodes"])
+        self.wall_time = float(meta.get("wall_time", 0.0))
+        self.eval_history = list(meta.get("eval_history", []))
+        self.env.reset(seed=cfg.seed)
+        self.env.unwrapped.np_random.bit_generator.state = meta["env_rng"]
+        self.obs, _ = self.env.reset()
+        self.ep_return, self.ep_length = 0.0, 0
+        self.resumed_from = self.step
+
+    # ------------------------------------------------------------------ checkpoint
+    def save(self, episode_boundary: bool) -> None:
+        tensors, agent_meta = self.agent.state_tensors()
+        tensors.update(self.replay.state_tensors())
+        tensors["rng/torch"] = torch.get_rng_state()
+        meta = {
+            "task": self.cfg.task, "policy": self.cfg.policy, "state_dim": self.state_dim,
+            "action_dim": self.action_dim, "config": self.cfg.to_dict(), "step": self.step,
+            "episodes": self.episodes, "episode_boundary": episode_boundary, "agent": agent_meta,
+            "replay": self.replay.state_meta(), "rng_numpy": self.rng.bit_generator.state,
+            # at an episode boundary: the env RNG before the reset that began the current episode,
+            # so the resumed run re-creates that same episode start
+            "env_rng": (self._env_rng_before_reset if episode_boundary
+                        else self.env.unwrapped.np_random.bit_generator.state), "wall_time": self.wall_time,
+            "eval_history": self.eval_history, "versions": versions(),
+        }
+        save_checkpoint(self.ckpt_path, tensors, meta)
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, episodes: int | None = None) -> dict:
+        n = self.cfg.eval_episodes if episodes is None else episodes
+        res = run_episodes(lambda o: self.agent.act(o, deterministic=True), self.cfg.task, n,
+                           seed=self.cfg.seed * 7919 + EVAL_SEED_OFFSET)
+        out = {"step": self.step, "mean": res.mean, "std": res.std, "episodes": n}
+        self.eval_history.append(out)
+        self.log.evals.append(out)
+        return out
+
+    # ------------------------------------------------------------------ loop
+    def train(self, stop_after: int | None = None) -> TrainResult:
+        """Train until ``cfg.steps``.
+
+        ``stop_after`` (tests) abandons the run after that many more steps without a final
+        checkpoint, as if the process had been killed.
+        """
+        cfg, agent = self.cfg, self.agent
+        if self.resumed_from is not None:
+            self.echo(f"resuming {cfg.task}/{cfg.policy} from step {self.step} ({self.out_dir})")
+        end = cfg.steps if stop_after is None else min(cfg.steps, self.step + stop_after)
+        next_ckpt = (self.step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+        window: list[UpdateStats] = []
+        update_time, win_updates = 0.0, 0
+        win_start, win_step = time.perf_counter(), self.step
+        last_return = float("nan")
+        rows = self.log.episodes.read()
+        if rows:
+            last_return = float(rows[-1]["return"])
+        last_eval = self.eval_history[-1] if self.eval_history else None
+        bar = _Bar(self.progress, cfg, self.step)
+        seg_start = time.perf_counter()
+        try:
+            while self.step < end:
+                # -- act
+                if self.step < cfg.random_steps:
+                    action = self.rng.uniform(-1.0, 1.0, self.action_dim)
+                else:
+                    action = agent.act(self.obs)
+                next_obs, reward, terminated, truncated, _ = self.env.step(self.scale(action))
+                self.replay.add(self.obs, action, reward, next_obs, terminated)
+                self.obs = next_obs
+                self.ep_return += float(reward)
+                self.ep_length += 1
+                self.step += 1
+                episode_end = terminated or truncated
+                if episode_end:
+                    self.episodes += 1
+                    last_return = self.ep_return
+                    self.log.episodes.append({"step": self.step, "episode": self.episodes,
+                                              "return": self.ep_return, "length": self.ep_length})
+                    self._env_rng_before_reset = self.env.unwrapped.np_random.bit_generator.state
+                    self.obs, _ = self.env.reset()
+                    self.ep_return, self.ep_length = 0.0, 0
+                # -- learn
+                if self.step >= cfg.random_steps:
+                    if cfg.models and agent.model_updates == 0:
+                        for _ in range(cfg.model_pretrain_updates):
+                            agent.update_models(self.replay.sample(cfg.batch_size, self.rng))
+                    tic = time.perf_counter()
+                    window.append(agent.update(self.replay.sample(cfg.batch_size, self.rng)))
+                    update_time += time.perf_counter() - tic
+                    win_updates += 1
+                # -- evaluate / log / checkpoint
+                if self.step % cfg.eval_every == 0 and self.step >= cfg.random_steps:
+                    last_eval = self.evaluate()
+                if self.step % cfg.log_every == 0 or self.step == end:
+                    now = time.perf_counter()
+                    row = _summarize(window)
+                    row.update(step=self.step, updates=agent.updates, episodes=self.episodes,
+                               wall_time=self.wall_time + now - seg_start,
+                               steps_per_s=(self.step - win_step) / max(now - win_start, 1e-9),
+                               updates_per_s=win_updates / update_time if update_time > 0 else float("nan"),
+                               last_return=last_return)
+                    self.log.log.append(row)
+                    bar.show(row, last_eval, end)
+                    window, update_time, win_updates = [], 0.0, 0
+                    win_start, win_step = now, self.step
+                if self.step >= next_ckpt and episode_end:
+                    self.wall_time += time.perf_counter() - seg_start
+                    seg_start = time.perf_counter()
+                    self.save(episode_boundary=True)
+                    self.log.plot(f"{cfg.task} {cfg.policy} seed {cfg.seed}")
+                    next_ckpt = (self.step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+                bar.advance(self.step)
+        except KeyboardInterrupt:
+            self.wall_time += time.perf_counter() - seg_start
+            self.save(episode_boundary=False)
+            bar.close()
+            raise
+        self.wall_time += time.perf_counter() - seg_start
+        if self.step < cfg.steps:  # abandoned (stop_after): no final checkpoint, like a killed run
+            bar.close()
+            return TrainResult(self.out_dir, self.step, self.episodes, last_eval, float("nan"))
+        if self.step >= cfg.steps and (not self.eval_history or self.eval_history[-1]["step"] != self.step):
+            last_eval = self.evaluate()
+        self.save(episode_boundary=False)
+        self.log.plot(f"{cfg.task} {cfg.policy} seed {cfg.seed}")
+        bar.close()
+        ups = agent.updates / self.wall_time if self.wall_time else float("nan")
+        return TrainResult(self.out_dir, self.step, self.episodes, last_eval, ups)
+
+
+def _summarize(window: list[UpdateStats]) -> dict:
+    keys = ["q_loss", "actor_loss", "alpha", "alpha_loss", "entropy", "model_loss", "distill_loss"]
+    if not window:
+        return {k: float("nan") for k in keys}
+    return {k: float(np.mean([getattr(s, k) for s in window])) for k in keys}
+
+
+class _Bar:
+    """Rich progress bar on a terminal; one plain line per log interval otherwise."""
+
+    def __init__(self, enabled: bool, cfg: SACConfig, start: int):
+        self.cfg = cfg
+        self.live = enabled and sys.stdout.isatty()
+        self.enabled = enabled
+        self.progress = None
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn(f"{cfg.task}/{cfg.policy}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+            self.task = self.progress.add_task("train", total=cfg.steps, completed=start, info="")
+            self.progress.start()
+
+    def advance(self, step: int) -> None:
+        if self.progress is not None and step % 100 == 0:
+            self.progress.update(self.task, completed=step)
+
+    def show(self, row: dict, last_eval: dict | None, end: int) -> None:
+        ev = f"eval {last_eval['mean']:.0f}±{last_eval['std']:.0f}" if last_eval else "eval -"
+        info = (f"{row['steps_per_s']:.0f} st/s {row['updates_per_s']:.0f} upd/s | ret {row['last_return']:.0f} | {ev} | "
+                f"q {row['q_loss']:.3g} pi {row['actor_loss']:.3g} α {row['alpha']:.3g}")
+        if self.progress is not None:
+            self.progress.update(self.task, completed=row["step"], info=info)
+        elif self.enabled:
+            print(f"step {row['step']}/{self.cfg.steps} | {info}", flush=True)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()

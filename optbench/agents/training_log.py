@@ -1,0 +1,88 @@
+"""Training log: ``log.csv`` (periodic stats), ``episodes.csv`` (every episode), ``evals.csv``,
+and a learning-curve plot ``learning_curve.png``. On resume, rows past the resumed step
+(written after the last checkpoint by a run that was killed) are dropped."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+LOG_FIELDS = ["step", "updates", "episodes", "wall_time", "steps_per_s", "updates_per_s", "last_return",
+              "q_loss", "actor_loss", "alpha", "alpha_loss", "entropy", "model_loss", "distill_loss"]
+EPISODE_FIELDS = ["step", "episode", "return", "length"]
+EVAL_FIELDS = ["step", "mean", "std", "episodes"]
+
+
+class CsvFile:
+    def __init__(self, path: Path, fields: list[str]):
+        self.path, self.fields = path, fields
+
+    def truncate_after(self, step: int) -> None:
+        """Keep only rows with ``step <= step`` (or create the file with its header)."""
+        rows = self.read() if self.path.exists() else []
+        rows = [r for r in rows if _num(r.get("step")) is not None and _num(r["step"]) <= step]
+        with open(self.path, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+
+    def append(self, row: dict) -> None:
+        with open(self.path, "a", newline="") as fh:
+            csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore").writerow(
+                {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+    def read(self) -> list[dict]:
+        try:
+            with open(self.path, newline="") as fh:
+                return list(csv.DictReader(fh))
+        except FileNotFoundError:
+            return []
+
+
+def _num(x):
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+class TrainingLog:
+    def __init__(self, out_dir: Path, resume_step: int = 0):
+        self.out_dir = Path(out_dir)
+        self.log = CsvFile(self.out_dir / "log.csv", LOG_FIELDS)
+        self.episodes = CsvFile(self.out_dir / "episodes.csv", EPISODE_FIELDS)
+        self.evals = CsvFile(self.out_dir / "evals.csv", EVAL_FIELDS)
+        for f in (self.log, self.episodes, self.evals):
+            f.truncate_after(resume_step)
+
+    def plot(self, title: str = "") -> Path | None:
+        """Write ``learning_curve.png`` (training episode returns and evaluation mean ± std)."""
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except Exception:  # plotting is best effort
+            return None
+        eps = self.episodes.read()
+        evs = self.evals.read()
+        fig, ax = plt.subplots(figsize=(7, 4))
+        if eps:
+            ax.plot([_num(r["step"]) for r in eps], [_num(r["return"]) for r in eps], ".", ms=2, alpha=0.4,
+                    label="training episodes")
+        if evs:
+            x = [_num(r["step"]) for r in evs]
+            m = [_num(r["mean"]) for r in evs]
+            s = [_num(r["std"]) for r in evs]
+            ax.errorbar(x, m, yerr=s, marker="o", capsize=3, label="evaluation (deterministic)")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("return")
+        ax.set_title(title)
+        ax.legend(loc="best")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = self.out_dir / "learning_curve.png"
+        tmp = path.with_name("learning_curve.tmp.png")
+        fig.savefig(tmp, dpi=100)
+        plt.close(fig)
+        tmp.replace(path)
+        return path
