@@ -1,0 +1,310 @@
+"""Exported objective packages: a trained agent's frozen objective, self-described.
+
+A package is a directory::
+
+    package.json          task, dims, α, β's, architectures, training summary, evaluation
+                          return, state splits, sha256 + size of every file, versions
+    q.safetensors         the Q-ensemble (the agent's current critic; QEnsemble layout)
+    direct.safetensors    the direct actor (direct agents) or the KL-distilled direct
+                          rollout network (iterative agents trained with models), if any
+    iterative.safetensors the iterative amortized optimizer network (iterative agents)
+    models.safetensors    dynamics (prefix ``dynamics.``) and reward (``reward.``) models, if trained
+    states.safetensors    ``benchmark`` [N, S] and ``heldout`` [M, S] on-policy states from
+                          deterministic evaluation episodes (disjoint episodes), with their
+                          MuJoCo ``*_qpos``/``*_qvel`` and ``*_episode`` index
+
+Everything is float32 safetensors + JSON: loading never executes code. :func:`load_package`
+verifies every checksum and shape and raises :class:`PackageError` (one line) otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from optbench.agents.checkpoint import load_checkpoint
+from optbench.agents.evaluate import run_episodes
+from optbench.agents.models import DynamicsModel, RewardModel
+from optbench.agents.networks import DirectActor, IterativeOptimizerNet
+from optbench.objectives.policy_objective import PolicyObjective
+from optbench.objectives.q_functions import QEnsemble
+
+FORMAT = "optbench-objective-package"
+VERSION = 1
+MAX_STATE_EPISODES = 500
+
+
+class PackageError(ValueError):
+    """A missing, modified, truncated or mismatched objective package."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------- export
+def export_package(checkpoint: str | Path, out_dir: str | Path, *, n_states: int = 1000, heldout: int | None = None,
+                   eval_episodes: int = 10, seed: int = 2024, task: str | None = None,
+                   overwrite: bool = False) -> Path:
+    """Write the objective package of a checkpoint (see the module docstring)."""
+    from optbench.agents.trainer import agent_from_checkpoint, versions
+
+    if n_states < 1:
+        raise PackageError(f"--states must be >= 1, got {n_states}")
+    heldout = n_states if heldout is None else heldout
+    tensors, meta = load_checkpoint(checkpoint, task=task)
+    agent = agent_from_checkpoint(tensors, meta)
+    cfg = agent.cfg
+    out = Path(out_dir).expanduser()
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise PackageError(f"{out} exists and is not empty (use --force to overwrite)")
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+
+    # -- states from deterministic evaluation episodes; even episodes -> benchmark, odd -> heldout
+    torch.manual_seed(seed)
+    policy = lambda o: agent.act(o, deterministic=True)  # noqa: E731
+    pools: dict[str, list] = {"benchmark": [], "heldout": []}
+    need = {"benchmark": n_states, "heldout": heldout}
+    returns: list[float] = []
+    ep = 0
+    while ep < eval_episodes or any(sum(len(r.states) for r in pools[k]) < need[k] for k in pools):
+        if ep >= MAX_STATE_EPISODES:
+            raise PackageError(f"could not collect {n_states}+{heldout} states in {MAX_STATE_EPISODES} episodes")
+        res = run_episodes(policy, cfg.task, 1, seed=seed + ep, record_states=True)
+        if ep < eval_episodes:
+            returns.append(res.returns[0])
+        res.episode_index = [ep] * len(res.states)
+        pools["benchmark" if ep % 2 == 0 else "heldout"].append(res)
+        ep += 1
+    rng = np.random.default_rng(seed)
+    state_tensors: dict[str, torch.Tensor] = {}
+    for split, results in pools.items():
+        states = np.concatenate([np.stack(r.states) for r in results])
+        episode = np.concatenate([np.asarray(r.episode_index) for r in results])
+        idx = np.sort(rng.choice(len(states), size=need[split], replace=False))
+        state_tensors[split] = torch.as_tensor(states[idx], dtype=torch.float32)
+        state_tensors[f"{split}_episode"] = torch.as_tensor(episode[idx], dtype=torch.int64)
+        if results[0].qpos:
+            qpos = np.concatenate([np.stack(r.qpos) for r in results])
+            qvel = np.concatenate([np.stack(r.qvel) for r in results])
+            state_tensors[f"{split}_qpos"] = torch.as_tensor(qpos[idx], dtype=torch.float64)
+            state_tensors[f"{split}_qvel"] = torch.as_tensor(qvel[idx], dtype=torch.float64)
+
+    def f32(sd):
+        return {k: v.detach().to(torch.float32).contiguous() for k, v in sd.items()}
+
+    files = {"q.safetensors": f32(agent.q.state_dict()), "states.safetensors": state_tensors}
+    arch: dict = {"q": {"kind": "QEnsemble", "state_dim": agent.state_dim, "action_dim": agent.action_dim,
+                        "hidden": list(agent.q.hidden), "ensemble_size": agent.q.ensemble_size, "activation": "relu",
+                        "source": "current critic (not the Polyak target)"}}
+    direct_net = agent.actor if cfg.policy == "direct" else agent.distilled
+    if direct_net is not None:
+        files["direct.safetensors"] = f32(direct_net.state_dict())
+        arch["direct"] = dict(direct_net.architecture(),
+                              source="SAC actor" if cfg.policy == "direct" else "distilled from the iterative policy by KL")
+    if cfg.policy == "iterative":
+        files["iterative.safetensors"] = f32(agent.actor.state_dict())
+        arch["iterative"] = dict(agent.actor.architecture(), iterations_trained=cfg.iterations,
+                                 grad_samples=cfg.grad_samples, beta_train=cfg.beta_train,
+                                 q_used="target ensemble (frozen)")
+    if agent.dynamics is not None:
+        files["models.safetensors"] = f32({**{f"dynamics.{k}": v for k, v in agent.dynamics.state_dict().items()},
+                                           **{f"reward.{k}": v for k, v in agent.reward.state_dict().items()}})
+        arch["dynamics"], arch["reward"] = agent.dynamics.architecture(), agent.reward.architecture()
+    for name, tens in files.items():
+        save_file(tens, str(tmp / name))
+        os.chmod(tmp / name, 0o644)
+    doc = {
+        "format": FORMAT, "format_version": VERSION, "task": cfg.task, "policy": cfg.policy,
+        "state_dim": agent.state_dim, "action_dim": agent.action_dim, "alpha": float(agent.alpha),
+        "log_alpha": float(agent.log_alpha.detach()), "gamma": cfg.gamma,
+        "beta": {"objective_default": 1.0, "train": cfg.beta_train, "act": cfg.beta_act},
+        "architectures": arch,
+        "training": {"steps": int(meta["step"]), "updates": agent.updates, "episodes": int(meta["episodes"]),
+                     "seed": cfg.seed, "config": cfg.to_dict(), "wall_time_s": float(meta.get("wall_time", 0.0)),
+                     "eval_history": meta.get("eval_history", [])},
+        "eval": {"episodes": eval_episodes, "mean": float(np.mean(returns)), "std": float(np.std(returns)),
+                 "returns": returns, "seed": seed, "deterministic": True},
+        "states": {"benchmark": n_states, "heldout": heldout, "source": "deterministic evaluation episodes",
+                   "split": "episodes alternate: even -> benchmark, odd -> heldout (disjoint episodes)",
+                   "has_mujoco_state": "benchmark_qpos" in state_tensors},
+        "files": {name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size} for name in files},
+        "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (tmp / "package.json").write_text(json.dumps(doc, indent=2) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+# ---------------------------------------------------------------------- load
+@dataclass
+class AgentPackage:
+    """A loaded objective package (all tensors on CPU, float32)."""
+
+    path: Path
+    meta: dict
+    q: QEnsemble
+    states: dict[str, torch.Tensor]
+    direct: DirectActor | None = None
+    iterative: IterativeOptimizerNet | None = None
+    dynamics: DynamicsModel | None = None
+    reward: RewardModel | None = None
+    mujoco_state: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        return self.meta["task"]
+
+    @property
+    def state_dim(self) -> int:
+        return int(self.meta["state_dim"])
+
+    @property
+    def action_dim(self) -> int:
+        return int(self.meta["action_dim"])
+
+    @property
+    def alpha(self) -> float:
+        return float(self.meta["alpha"])
+
+    @property
+    def name(self) -> str:
+        t = self.meta["training"]
+        return f"{self.task}-{self.meta['policy']}-s{t['seed']}"
+
+    def objective(self, split: str = "benchmark", beta: float = 1.0, n_states: int | None = None,
+                  score_samples: int = 1000, score_seed: int = 0, device: str | torch.device = "cpu") -> PolicyObjective:
+        """The frozen soft policy objective on the first ``n_states`` states of ``split``."""
+        if split not in self.states:
+            raise PackageError(f"package {self.path} has no state split {split!r} (has {sorted(self.states)})")
+        states = self.states[split]
+        if n_states is not None:
+            if not 1 <= n_states <= len(states):
+                raise PackageError(f"n_states must be in 1..{len(states)} for split {split!r}, got {n_states}")
+            states = states[:n_states]
+        q = self.q.to(device)
+        return PolicyObjective(q, states.to(device), self.alpha, beta=beta, score_samples=score_samples,
+                               score_seed=score_seed, name=f"{self.name}:{split}")
+
+
+def _read(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PackageError(f"{path} is not a readable safetensors file ({first})") from None
+
+
+def _load_module(module: torch.nn.Module, sd: dict[str, torch.Tensor], what: str, path: Path) -> None:
+    own = module.state_dict()
+    if set(own) != set(sd):
+        missing, extra = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
+        raise PackageError(f"{path}: {what} tensors do not match its architecture (missing {missing[:3]}, "
+                           f"unexpected {extra[:3]})")
+    for k, v in own.items():
+        if tuple(sd[k].shape) != tuple(v.shape):
+            raise PackageError(f"{path}: {what} tensor {k} has shape {list(sd[k].shape)}, expected {list(v.shape)}")
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()})
+    module.requires_grad_(False)
+    module.eval()
+
+
+def load_package(path: str | Path) -> AgentPackage:
+    """Load and verify an objective package directory (or its ``package.json``)."""
+    root = Path(path).expanduser()
+    if root.name == "package.json":
+        root = root.parent
+    doc_path = root / "package.json"
+    if not doc_path.exists():
+        raise PackageError(f"{root} is not an objective package (no package.json)")
+    try:
+        meta = json.loads(doc_path.read_text())
+        assert isinstance(meta, dict)
+    except Exception:
+        raise PackageError(f"{doc_path} is not valid JSON") from None
+    if meta.get("format") != FORMAT:
+        raise PackageError(f"{doc_path} is not an optbench objective package")
+    if meta.get("format_version") != VERSION:
+        raise PackageError(f"{doc_path} has package format version {meta.get('format_version')}, expected {VERSION}")
+    try:
+        S, A = int(meta["state_dim"]), int(meta["action_dim"])
+        arch = meta["architectures"]
+        files = meta["files"]
+        float(meta["alpha"])
+    except (KeyError, TypeError, ValueError):
+        raise PackageError(f"{doc_path} lacks required fields (state_dim, action_dim, alpha, architectures, files)") from None
+    for name, info in files.items():
+        fp = root / name
+        if not fp.exists():
+            raise PackageError(f"package file {fp} is missing")
+        if fp.stat().st_size != info.get("bytes") or sha256_file(fp) != info.get("sha256"):
+            raise PackageError(f"package file {fp} was modified or truncated (sha256 mismatch)")
+    for required in ("q.safetensors", "states.safetensors"):
+        if required not in files:
+            raise PackageError(f"{doc_path} does not list {required}")
+
+    qa = arch["q"]
+    if (qa["state_dim"], qa["action_dim"]) != (S, A):
+        raise PackageError(f"{doc_path}: Q architecture dims {qa['state_dim']}/{qa['action_dim']} != {S}/{A}")
+    q = QEnsemble(S, A, tuple(qa["hidden"]), int(qa["ensemble_size"]))
+    _load_module(q, _read(root / "q.safetensors"), "Q-ensemble", root / "q.safetensors")
+
+    st = _read(root / "states.safetensors")
+    states, mj = {}, {}
+    for split in ("benchmark", "heldout"):
+        if split not in st:
+            raise PackageError(f"{root / 'states.safetensors'} lacks the {split!r} split")
+        x = st[split]
+        if x.dim() != 2 or x.shape[1] != S or x.dtype != torch.float32:
+            raise PackageError(f"{root / 'states.safetensors'}: {split} states have shape {list(x.shape)} "
+                               f"({x.dtype}), expected [N, {S}] float32")
+        states[split] = x
+    for k, v in st.items():
+        if k not in states:
+            mj[k] = v
+
+    direct = iterative = dynamics = reward = None
+    if "direct.safetensors" in files:
+        da = arch["direct"]
+        direct = DirectActor(S, A, tuple(da["hidden"]))
+        _load_module(direct, _read(root / "direct.safetensors"), "direct network", root / "direct.safetensors")
+    if "iterative.safetensors" in files:
+        ia = arch["iterative"]
+        iterative = IterativeOptimizerNet(S, A, tuple(ia["hidden"]), ia.get("init_mu", 0.0), ia.get("init_std", 1.0))
+        _load_module(iterative, _read(root / "iterative.safetensors"), "iterative network",
+                     root / "iterative.safetensors")
+    if "models.safetensors" in files:
+        ms = _read(root / "models.safetensors")
+        dynamics = DynamicsModel(S, A, tuple(arch["dynamics"]["hidden"]))
+        reward = RewardModel(S, A, tuple(arch["reward"]["hidden"]))
+        _load_module(dynamics, {k[9:]: v for k, v in ms.items() if k.startswith("dynamics.")}, "dynamics model",
+                     root / "models.safetensors")
+        _load_module(reward, {k[7:]: v for k, v in ms.items() if k.startswith("reward.")}, "reward model",
+                     root / "models.safetensors")
+    return AgentPackage(root, meta, q, states, direct, iterative, dynamics, reward, mj)
+
+
+__all__ = ["AgentPackage", "PackageError", "export_package", "load_package"]
+
+# Loading a package makes its optimizers available by name ("direct", "iterative").
+import optbench.optimizers.amortized  # noqa: E402,F401

@@ -1,0 +1,135 @@
+"""Learned (amortized) policy optimizers loaded from exported objective packages.
+
+* ``direct``: the SAC actor ``λ = f_φ(s)``; one forward pass, no Q evaluation. It yields its
+  estimate at iteration 1 and the same ``λ`` (at no cost) for every further iteration.
+* ``iterative``: the gated iterative amortized optimizer,
+  ``λ ← ω ⊙ λ + (1 − ω) ⊙ δ, (δ, ω) = f_φ(s, λ, ∇_λ J)``; each iteration estimates ``∇_λ J``
+  with ``samples`` reparameterized draws through ``objective.value_and_grad`` (so the
+  objective's ledger counts every Q evaluation). It runs any number of iterations (an
+  optimizer trained with 5 can run for 50) on any objective whose state and action sizes
+  match its network, e.g. another agent's Q.
+
+Both are built by :func:`optbench.optimizers.base.make_optimizer` with a package given either
+in the context (``make_optimizer("iterative", package=pkg)``) or as a setting
+(``"iterative(package='path/to/pkg', samples=10)"``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import torch
+from torch import Tensor
+
+from optbench.objectives.policy_objective import PolicyObjective
+from optbench.optimizers.base import Iterate, OptimizerError, PolicyOptimizer, register
+
+
+def _package_from(kwargs: dict[str, Any], context: dict[str, Any]):
+    from optbench.agents.package import AgentPackage, load_package
+
+    pkg = kwargs.pop("package", None)
+    if pkg is None:
+        pkg = context.get("package")
+    if pkg is None:
+        raise OptimizerError("amortized optimizers need an objective package (setting package='DIR' or a suite package)")
+    if isinstance(pkg, AgentPackage):
+        return pkg, None
+    return load_package(pkg), str(pkg)
+
+
+def _check_dims(name: str, net, objective: PolicyObjective) -> None:
+    if (net.state_dim, net.action_dim) != (objective.state_dim, objective.action_dim):
+        raise OptimizerError(f"{name} network expects {net.state_dim}-dim states and {net.action_dim}-dim actions, "
+                             f"but objective {objective.name!r} has {objective.state_dim} and {objective.action_dim}")
+
+
+@register("direct")
+class DirectAmortized(PolicyOptimizer):
+    """``λ = f_φ(s)`` (deterministic, no Q evaluations)."""
+
+    amortized = True
+    stochastic = False
+
+    def __init__(self, network, **settings: Any):
+        super().__init__(**settings)
+        if network is None:
+            raise OptimizerError("the package has no direct network (iterative agents have one only if trained with models)")
+        self.network = network
+
+    @classmethod
+    def from_settings(cls, kwargs: dict[str, Any], context: dict[str, Any]) -> "DirectAmortized":
+        kwargs = dict(kwargs)
+        pkg, path = _package_from(kwargs, context)
+        if kwargs:
+            raise OptimizerError(f"direct takes no settings besides package, got {sorted(kwargs)}")
+        settings = {"package": path} if path else {}
+        opt = cls(pkg.direct, **settings)
+        opt.source = pkg.name
+        return opt
+
+    def iterate(self, objective: PolicyObjective, start: Tensor, iterations: int,
+                generator: torch.Generator) -> Iterator[Tensor | Iterate]:
+        _check_dims("direct", self.network, objective)
+        net = self.network.to(objective.device)
+        with torch.no_grad():
+            lam = net(objective.states.to(torch.float32)).to(objective.states.dtype)
+        yield Iterate(lam, q_evals=0, grad_evals=0)
+        for _ in range(iterations - 1):
+            yield Iterate(lam, seconds=0.0, q_evals=0, grad_evals=0)
+
+
+@register("iterative")
+class IterativeAmortized(PolicyOptimizer):
+    """Iterative amortized policy optimization with a trained network.
+
+    Settings: ``samples`` (reparameterized draws per gradient; default: the value the
+    network was trained with), ``iterations_trained`` (recorded; default from the package),
+    ``start`` = ``"network"`` (the network's ``λ₀``: μ = 0, σ = init_std, as in training)
+    or ``"given"`` (the driver's start ``λ₀``).
+    """
+
+    amortized = True
+    stochastic = True
+
+    def __init__(self, network, samples: int = 10, iterations_trained: int | None = None, start: str = "network",
+                 **settings: Any):
+        super().__init__(samples=samples, iterations_trained=iterations_trained, start=start, **settings)
+        if network is None:
+            raise OptimizerError("the package has no iterative network (it was exported from a direct agent)")
+        if int(samples) < 1:
+            raise OptimizerError(f"samples must be >= 1, got {samples}")
+        if start not in ("network", "given"):
+            raise OptimizerError(f"start must be 'network' or 'given', got {start!r}")
+        self.network, self.samples, self.start = network, int(samples), start
+
+    @classmethod
+    def from_settings(cls, kwargs: dict[str, Any], context: dict[str, Any]) -> "IterativeAmortized":
+        kwargs = dict(kwargs)
+        pkg, path = _package_from(kwargs, context)
+        arch = pkg.meta.get("architectures", {}).get("iterative", {})
+        kwargs.setdefault("samples", int(arch.get("grad_samples", 10)))
+        kwargs.setdefault("iterations_trained", arch.get("iterations_trained"))
+        if path:
+            kwargs["package"] = path
+        opt = cls(pkg.iterative, **kwargs)
+        opt.source = pkg.name
+        return opt
+
+    def iterate(self, objective: PolicyObjective, start: Tensor, iterations: int,
+                generator: torch.Generator) -> Iterator[Tensor | Iterate]:
+        _check_dims("iterative", self.network, objective)
+        net = self.network.to(objective.device)
+        if self.start == "network":
+            lam = net.initial_params(objective.batch_size, objective.device, objective.states.dtype)
+        else:
+            lam = start.to(objective.states.dtype)
+        for _ in range(iterations):
+            eps = objective.noise(self.samples, 1, generator)
+            _, grad = objective.value_and_grad(lam.unsqueeze(1), eps)
+            with torch.no_grad():
+                lam = net(objective.states, lam, grad.squeeze(1))
+            yield lam
+
+
+__all__ = ["DirectAmortized", "IterativeAmortized"]
