@@ -124,6 +124,16 @@ def gaussian_kl(lam_p: Tensor, lam_q: Tensor) -> Tensor:
     return (ls_q - ls_p + (torch.exp(2 * ls_p) + (mu_p - mu_q).pow(2)) * (0.5 * torch.exp(-2 * ls_q)) - 0.5).sum(-1)
 
 
+def soft_value(q: Tensor, log_prob: Tensor, alpha: Tensor | float, beta: float, action_dim: int) -> Tensor:
+    """Per-sample soft value ``Q̂ − α (log π + |A| log 2)`` with ``Q̂ = mean − β std`` over dim 0 of ``q``."""
+    return pessimistic_value(q, beta) - alpha * (log_prob + action_dim * LOG2)
+
+
+def td_target(reward: Tensor, terminated: Tensor, v_next: Tensor, gamma: float) -> Tensor:
+    """``r + γ (1 − terminated) V(s')``: bootstraps through truncation, not through termination."""
+    return reward + gamma * (1.0 - terminated) * v_next
+
+
 @dataclass
 class UpdateStats:
     q_loss: float = 0.0
@@ -189,7 +199,7 @@ class SACAgent:
             eps = torch.randn(len(lam), n, self.action_dim)
             actions, log_prob = sample_tanh_gaussian(mu, log_std, eps)
             q = self.q_target(states, actions)  # [E, N, n]; no parameter of Q requires grad
-            value = (pessimistic_value(q, beta) - self.alpha * (log_prob + self.action_dim * LOG2)).mean(-1)
+            value = soft_value(q, log_prob, self.alpha, beta, self.action_dim).mean(-1)
             (grad,) = torch.autograd.grad(value.sum(), lam)
         return value.detach(), grad
 
@@ -260,8 +270,7 @@ class SACAgent:
             with torch.no_grad():
                 mu, log_std = split_params(self.actor(next_obs))
                 a_next, logp_next = sample_tanh_gaussian(mu, log_std, torch.randn_like(mu))
-                q_next = self.q_target.pairs(next_obs, a_next)
-                v_next = pessimistic_value(q_next, cfg.beta_train) - alpha * (logp_next + A * LOG2)
+                v_next = soft_value(self.q_target.pairs(next_obs, a_next), logp_next, alpha, cfg.beta_train, A)
         else:
             opt = self.optimizers["actor"]
             opt.zero_grad(set_to_none=True)
@@ -275,7 +284,7 @@ class SACAgent:
 
         # ---- critic
         with torch.no_grad():
-            y = rew + cfg.gamma * (1.0 - term) * v_next
+            y = td_target(rew, term, v_next, cfg.gamma)
         q_pred = self.q.pairs(obs, act)  # [E, B]
         q_loss = 0.5 * (q_pred - y).pow(2).mean(1).sum()
         opt = self.optimizers["q"]
@@ -289,8 +298,7 @@ class SACAgent:
             lam_obs = self.actor(obs)
             mu, log_std = split_params(lam_obs)
             a, logp = sample_tanh_gaussian(mu, log_std, torch.randn_like(mu))
-            q_a = pessimistic_value(self.q.pairs(obs, a), cfg.beta_train)
-            actor_loss = (alpha * (logp + A * LOG2) - q_a).mean()
+            actor_loss = -soft_value(self.q.pairs(obs, a), logp, alpha, cfg.beta_train, A).mean()
             opt = self.optimizers["actor"]
             opt.zero_grad(set_to_none=True)
             actor_loss.backward(inputs=list(self.actor.parameters()))  # no gradient computed for Q
@@ -362,4 +370,4 @@ class SACAgent:
         self.model_updates = int(meta.get("model_updates", 0))
 
 
-__all__ = ["SACConfig", "SACAgent", "UpdateStats", "gaussian_kl", "DEFAULT_GRAD_SAMPLES", "GRAD_SAMPLES_NOTE"]
+__all__ = ["SACConfig", "SACAgent", "UpdateStats", "gaussian_kl", "soft_value", "td_target", "DEFAULT_GRAD_SAMPLES", "GRAD_SAMPLES_NOTE"]

@@ -31,6 +31,11 @@ def cmd_train(args) -> int:
                                               "checkpoint_every", "eval_every", "eval_episodes", "log_every",
                                               "model_pretrain_updates")
                  if getattr(args, k) is not None}
+    if args.hidden:
+        try:
+            overrides["hidden"] = tuple(int(h) for h in args.hidden.split(","))
+        except ValueError:
+            raise ValueError(f"--hidden must be comma-separated integers, got {args.hidden!r}") from None
     cfg = SACConfig(task=args.task, policy=args.policy, steps=args.steps, seed=args.seed,
                     models=not args.no_models, **overrides)
     trainer = Trainer(cfg, args.out, progress=not args.quiet)
@@ -89,6 +94,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--no-models", action="store_true", help="do not train the dynamics/reward models")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--hidden", default=None, help="hidden sizes of every network, e.g. 256,256 (default)")
     for name, typ in (("gamma", float), ("tau", float), ("lr", float), ("batch-size", int), ("buffer-size", int),
                       ("random-steps", int), ("beta-train", float), ("beta-act", float), ("iterations", int),
                       ("grad-samples", int), ("checkpoint-every", int), ("eval-every", int),
