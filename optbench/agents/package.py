@@ -168,7 +168,7 @@ class AgentPackage:
     iterative: IterativeOptimizerNet | None = None
     dynamics: DynamicsModel | None = None
     reward: RewardModel | None = None
-    mujoco_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    state_info: dict[str, torch.Tensor] = field(default_factory=dict)  # *_qpos, *_qvel, *_episode per split
 
     @property
     def task(self) -> str:
