@@ -44,7 +44,7 @@ from optbench.objectives.q_functions import QEnsemble, pessimistic_value
 GRAD_SAMPLES_NOTE = """Choice of the iterative optimizer's gradient samples ``n`` (``grad_samples``).
 
 Measured on the development machine (HalfCheetah dims S=17, A=6, batch 256, 1 torch thread,
-idle machine; ``/tmp``-free script in benchmarks/bench_sac_vs_sb3.py ``--updates-only``):
+idle machine; reproduce with ``python benchmarks/bench_sac_vs_sb3.py --updates-only``):
 
     direct SAC update, models off            14.0 ms   (71 updates/s)
     direct SAC update, models on             20.3 ms   (49 updates/s)
