@@ -44,7 +44,9 @@ Conventions (cost is counted in (s, a) pairs per ensemble member, as everywhere)
     summed over states. Evaluations made after a state's last callback (e.g. a failed
     line search before convergence) are charged to the next iteration, whose estimate is
     ``result.x``; after convergence the final ``λ`` is repeated at zero cost. Extra
-    settings are passed to scipy as ``options`` (e.g. ``scipy:L-BFGS-B(maxcor=5)``).
+    settings are passed to scipy as ``options`` (e.g. ``scipy:L-BFGS-B(maxcor=5)``; a misspelled
+    one is an error). Nelder-Mead starts from the simplex ``λ₀ + step·e_k`` (``step`` 0.5)
+    rather than scipy's ``λ₀ ± 5%`` (which is ``0.00025`` at the default start ``λ₀ = 0``).
 
 Every wrapper raises :class:`~optbench.optimizers.base.OptimizerError` when the objective
 returns NaN/inf for a candidate it asked for, and when the library itself fails (one line
@@ -307,7 +309,7 @@ class Scipy(PolicyOptimizer):
 
     stochastic = True  # the fixed draws come from the run's generator
 
-    def __init__(self, method: str | None = None, samples: int = 10, **options: Any):
+    def __init__(self, method: str | None = None, samples: int = 10, step: float = 0.5, **options: Any):
         if not method:
             raise OptimizerError("scipy needs a method, e.g. scipy:L-BFGS-B or scipy:Nelder-Mead")
         known = {m.lower(): m for m in SCIPY_GRADIENT + SCIPY_DERIVATIVE_FREE}
@@ -320,8 +322,14 @@ class Scipy(PolicyOptimizer):
         if samples < 1:
             raise OptimizerError(f"scipy: samples must be >= 1, got {samples}")
         method = known[method.lower()]
-        super().__init__(method=method, samples=samples, **options)
+        if method == "Nelder-Mead":
+            if step <= 0:
+                raise OptimizerError(f"scipy:Nelder-Mead: step must be > 0, got {step}")
+            super().__init__(method=method, samples=samples, step=step, **options)
+        else:
+            super().__init__(method=method, samples=samples, **options)
         self.method, self.samples, self.options = method, int(samples), dict(options)
+        self.step = float(step)
         self.uses_gradient = method in SCIPY_GRADIENT
         self.name = f"scipy:{method}"
 
@@ -387,8 +395,12 @@ class Scipy(PolicyOptimizer):
             # an OptimizeResult for most methods; the bare x for those without the new protocol (TNC, ...)
             record(getattr(intermediate_result, "x", intermediate_result))
 
-        kwargs: dict[str, Any] = dict(method=self.method, jac=True if self.uses_gradient else None,
-                                      options={**self._limits(iterations, len(x0)), **self.options})
+        options = {**self._limits(iterations, len(x0)), **self.options}
+        if self.method == "Nelder-Mead" and "initial_simplex" not in options:
+            # scipy's default simplex is x0 ± 5% per coordinate, and 0.00025 where x0 is 0 (as at
+            # the default start μ = 0, log σ = 0): far too small here; use edges of length `step`
+            options["initial_simplex"] = np.vstack([x0, x0 + self.step * np.eye(len(x0))])
+        kwargs: dict[str, Any] = dict(method=self.method, jac=True if self.uses_gradient else None, options=options)
         result = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
