@@ -75,19 +75,23 @@ def reference() -> torch.Tensor:
     return ref
 
 
-# (spec, iterations, tolerance on J_ref − J per state). J_start − J_ref ≈ 1.7 on this objective.
+# (spec, iterations, tolerance on J_ref − J per state). J_ref − J_start ≈ 1.7 on this objective.
+# Tolerances hold with margin for seeds 0-4 (checked). nevergrad's recommend() is the best point
+# by its noisy value (luck is rewarded), hence its looser tolerance. scipy minimizes a fixed
+# sample average; with 10 draws its optimum can sit ~0.13 below J_ref (sample-average bias),
+# with 50 draws within 0.01.
 CONVERGES = [
     ("pycma", 60, 0.02),
-    ("pycma(popsize=12,sigma0=0.3)", 40, 0.02),
-    ("nevergrad:CMA", 60, 0.03),
-    ("nevergrad:TwoPointsDE", 120, 0.08),
-    ("nevergrad:CMA(estimate='best')", 60, 0.05),
-    ("scipy:L-BFGS-B", 40, 0.02),
-    ("scipy:BFGS", 40, 0.02),
-    ("scipy:CG", 40, 0.02),
-    ("scipy:Powell", 20, 0.02),
-    ("scipy:Nelder-Mead", 80, 0.03),
-    ("scipy:COBYQA", 80, 0.03),
+    ("pycma(popsize=12,sigma0=0.3)", 40, 0.03),
+    ("nevergrad:CMA", 60, 0.12),
+    ("nevergrad:CMA(estimate='best')", 60, 0.12),
+    ("nevergrad:TwoPointsDE", 120, 0.15),
+    ("scipy:L-BFGS-B(samples=50)", 40, 0.02),
+    ("scipy:BFGS(samples=50)", 40, 0.02),
+    ("scipy:CG(samples=50)", 40, 0.02),
+    ("scipy:Powell(samples=50)", 20, 0.02),
+    ("scipy:Nelder-Mead(samples=50)", 80, 0.02),
+    ("scipy:COBYQA(samples=50)", 80, 0.02),
 ]
 
 
@@ -103,6 +107,15 @@ def test_wrapper_reaches_reference_optimum(spec, iterations, tol, reference):
     assert (gap > -1e-4).all(), gap
     assert (gap < tol).all(), f"{spec}: J_ref − J = {gap.tolist()}"
     assert (final - start > 0.9 * gap_start).all()
+
+
+def test_scipy_methods_agree_on_the_sample_average_optimum():
+    """Same seed, same fixed draws: gradient and derivative-free methods find the same optimum."""
+    finals = {m: run_optimizer(make_optimizer(f"scipy:{m}"), make_objective(), 120, seed=4).scores[-1]
+              for m in ("L-BFGS-B", "BFGS", "Powell", "Nelder-Mead")}
+    base = finals["L-BFGS-B"]
+    for m, j in finals.items():
+        assert torch.allclose(j, base, atol=2e-3), (m, (j - base).tolist())
 
 
 def test_pycma_ledger_popsize_samples_states():
