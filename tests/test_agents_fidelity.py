@@ -256,3 +256,32 @@ def test_iterative_optimizer_learns_to_climb_a_fixed_objective():
     print("J start", j_start, "after iterations", [round(c, 3) for c in curve])
     assert curve[4] > j_start + 1.0, (j_start, curve)  # a clear improvement within the trained 5 iterations
     assert curve[14] > curve[4] - 0.1, curve  # stable past the trained horizon
+
+
+def test_model_based_q_matches_retrace_by_hand():
+    from optbench.agents.models import ModelBasedQ
+    from optbench.objectives.q_functions import QEnsemble
+
+    torch.manual_seed(0)
+    S, A = 3, 2
+    q, dyn, rew, pol = QEnsemble(S, A, (8,)), DynamicsModel(S, A, (8,)), RewardModel(S, A, (8,)), DirectActor(S, A, (8,))
+    mb = ModelBasedQ(q, dyn, rew, pol, 0.1, beta=1.0, gamma=0.9, lam=0.5, horizon=1, value_samples=4)
+    s, a = torch.randn(2, S), torch.rand(2, 1, A) * 2 - 1
+    out = mb(s, a)
+    assert out.shape == (1, 2, 1)
+
+    def qmin(s, a):
+        return q.pairs(s, a).min(0).values
+
+    def v(s):
+        mu, ls = pol(s).chunk(2, -1)
+        act, lp = sample_tanh_gaussian(mu.unsqueeze(1), ls.unsqueeze(1), mb.value_noise.unsqueeze(0))
+        qs = torch.stack([qmin(s, act[:, j]) for j in range(4)], -1)
+        return (qs - 0.1 * (lp + A * math.log(2))).mean(-1)
+
+    a0 = a[:, 0]
+    s1 = dyn(s, a0)
+    a1 = torch.tanh(pol(s1).chunk(2, -1)[0])
+    s2 = dyn(s1, a1)
+    expected = qmin(s, a0) + (rew(s, a0) + 0.9 * v(s1) - qmin(s, a0)) + 0.45 * (rew(s1, a1) + 0.9 * v(s2) - qmin(s1, a1))
+    assert torch.allclose(out[0, :, 0], expected, atol=1e-5)

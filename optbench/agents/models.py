@@ -108,3 +108,54 @@ def retrace_estimate(states: Tensor, actions: Tensor, *, q_fn: Callable[[Tensor,
         coef *= gamma * lam
         s = s_next
     return total
+
+
+class ModelBasedQ(nn.Module):
+    """The model-based value estimate of App. A.5 as a :class:`~optbench.objectives.q_functions.QFunction`.
+
+    ``forward(states [B, S], actions [B, M, A]) -> [1, B, M]``: the Retrace estimate
+    :func:`retrace_estimate` built on the pessimistic ``Q̂_β`` of the ensemble (so it is a
+    one-member "ensemble"; give the objective any β, it has no effect). Future actions are
+    the rollout policy's mean action ``tanh μ(s)`` and ``V(s) = E_π[Q̂_β(s, a) − α(log π(a) +
+    |A| log 2)]`` uses ``value_samples`` fixed noise draws (drawn once from ``seed``), so the
+    estimate is a deterministic function of ``(s, a)`` and scoring keeps common random numbers.
+
+    One evaluation of a pair costs :attr:`q_evals_per_pair` Q-ensemble pair evaluations.
+    """
+
+    def __init__(self, q, dynamics: DynamicsModel, reward: RewardModel, policy: nn.Module, alpha: float, *,
+                 beta: float = 1.0, gamma: float = 0.99, lam: float = 0.9, horizon: int = 2, value_samples: int = 8,
+                 seed: int = 0):
+        super().__init__()
+        from optbench.objectives.distributions import LOG2, sample_tanh_gaussian, split_params
+        from optbench.objectives.q_functions import pessimistic_value
+
+        self.q, self.dynamics, self.reward, self.policy = q, dynamics, reward, policy
+        self.state_dim, self.action_dim, self.ensemble_size = q.state_dim, q.action_dim, 1
+        self.alpha, self.beta, self.gamma, self.lam, self.horizon = float(alpha), float(beta), gamma, lam, horizon
+        self.register_buffer("value_noise", torch.randn(value_samples, q.action_dim,
+                                                        generator=torch.Generator().manual_seed(seed)))
+        self._split, self._sample, self._pess, self._log2 = split_params, sample_tanh_gaussian, pessimistic_value, LOG2
+        self.q_evals_per_pair = 1 + horizon + (horizon + 1) * value_samples
+        for m in (q, dynamics, reward, policy):
+            m.requires_grad_(False)
+
+    def _q(self, s: Tensor, a: Tensor) -> Tensor:
+        return self._pess(self.q(s, a.unsqueeze(1)).squeeze(-1), self.beta)
+
+    def _v(self, s: Tensor) -> Tensor:
+        mu, log_std = self._split(self.policy(s).unsqueeze(1))  # [N,1,A]
+        a, logp = self._sample(mu, log_std, self.value_noise.unsqueeze(0))  # [N,n,A], [N,n]
+        q = self._pess(self.q(s, a), self.beta)  # [N,n]
+        return (q - self.alpha * (logp + self.action_dim * self._log2)).mean(-1)
+
+    def _pi(self, s: Tensor) -> Tensor:
+        return torch.tanh(self._split(self.policy(s))[0])
+
+    def forward(self, states: Tensor, actions: Tensor) -> Tensor:
+        B, M, A = actions.shape
+        s = states.unsqueeze(1).expand(B, M, -1).reshape(B * M, -1)
+        est = retrace_estimate(s, actions.reshape(B * M, A), q_fn=self._q, v_fn=self._v, reward_fn=self.reward,
+                               dynamics_fn=self.dynamics, policy_fn=self._pi, gamma=self.gamma, lam=self.lam,
+                               horizon=self.horizon)
+        return est.view(1, B, M)

@@ -206,6 +206,27 @@ class AgentPackage:
                                score_seed=score_seed, name=f"{self.name}:{split}")
 
 
+    def model_based_objective(self, split: str = "benchmark", beta: float = 1.0, n_states: int | None = None,
+                              score_samples: int = 1000, score_seed: int = 0, horizon: int = 2, lam: float = 0.9,
+                              value_samples: int = 8, device: str | torch.device = "cpu") -> PolicyObjective:
+        """The objective with the model-based Retrace estimate ``Q_MB`` (App. A.5) in place of ``Q``.
+
+        Needs the package's models and a direct (or distilled) rollout network. Each Q-evaluation
+        counted by the objective stands for ``q.q_evals_per_pair`` ensemble evaluations.
+        """
+        from optbench.agents.models import ModelBasedQ
+
+        if self.dynamics is None or self.reward is None or self.direct is None:
+            raise PackageError(f"package {self.path} lacks the models or the direct rollout network for Q_MB")
+        gamma = float(self.meta.get("gamma", 0.99))
+        q_mb = ModelBasedQ(self.q, self.dynamics, self.reward, self.direct, self.alpha, beta=beta, gamma=gamma,
+                           lam=lam, horizon=horizon, value_samples=value_samples).to(device)
+        obj = self.objective(split, beta, n_states, score_samples, score_seed, device)
+        out = PolicyObjective(q_mb, obj.states, self.alpha, beta=beta, name=f"{self.name}:{split}:model-based",
+                              score_noise=obj.score_noise)
+        return out
+
+
 def _read(path: Path) -> dict[str, torch.Tensor]:
     try:
         with safe_open(str(path), framework="pt") as fh:
