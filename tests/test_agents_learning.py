@@ -37,11 +37,13 @@ def test_direct_agent_learns(tmp_path, random_return):
     trainer = _train(tmp_path, "direct", 2500)
     ev = trainer.eval_history[-1]
     assert ev["step"] == 2500
+    print(f"{trainer.cfg.policy}: eval {ev['mean']:.1f} vs random {random_return:.1f}")
     assert ev["mean"] > 5 * random_return, (ev, random_return)
 
 
 def test_iterative_agent_learns(tmp_path, random_return):
     trainer = _train(tmp_path, "iterative", 2000, iterations=3)
     ev = trainer.eval_history[-1]
+    print(f"{trainer.cfg.policy}: eval {ev['mean']:.1f} vs random {random_return:.1f}")
     assert ev["mean"] > 5 * random_return, (ev, random_return)
     assert trainer.agent.distilled is not None  # models on: the distilled rollout network is trained

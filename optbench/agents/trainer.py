@@ -93,6 +93,9 @@ class Trainer:
                 raise CheckpointError(f"checkpoint dims {meta['state_dim']}/{meta['action_dim']} do not match task "
                                       f"{cfg.task} ({self.state_dim}/{self.action_dim})")
             old.steps = cfg.steps  # the only setting a resumed run may change
+            differ = [k for k, v in cfg.to_dict().items() if k != "steps" and old.to_dict().get(k) != v]
+            if differ:
+                echo(f"note: resuming with the checkpoint's settings; ignoring changed {', '.join(differ)}")
             self.cfg = old
             self._restore(tensors, meta)
         else:
