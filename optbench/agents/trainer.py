@@ -276,7 +276,7 @@ class _Bar:
         if self.live:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.progress = Progress(TextColumn(f"{cfg.task}/{cfg.policy}"), BarColumn(), MofNCompleteColumn(),
+            self.progress = Progress(TextColumn(f"{cfg.task}/{cfg.policy}"), BarColumn(bar_width=20), MofNCompleteColumn(),
                                      TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
             self.task = self.progress.add_task("train", total=cfg.steps, completed=start, info="")
             self.progress.start()
