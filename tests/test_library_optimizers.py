@@ -7,6 +7,10 @@ is computed by a long deterministic L-BFGS/Adam run on the scoring draws.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -144,6 +148,29 @@ def test_nevergrad_ledger_batch_samples_states():
     assert trace.grad_evals == [0] * 3
     assert obj.counts.q_evals == 3 * 7 * 4 * B
     assert calls == [(B, 7, 2 * A, B, 1, 4, A)] * 3
+
+
+def test_nevergrad_sequential_optimizer_rounds():
+    """Sequential-only nevergrad optimizers: `batch` rounds of one batched call per iteration, same cost."""
+    obj = make_objective()
+    calls = []
+    estimate = obj.estimate
+    obj.estimate = lambda lam, eps: calls.append(tuple(lam.shape) + tuple(eps.shape)) or estimate(lam, eps)
+    trace = run_optimizer(make_optimizer("nevergrad:Cobyla(batch=5)"), obj, 30, seed=0)
+    assert trace.q_evals == [5 * N_SAMPLES * B] * 30
+    assert calls == [(B, 1, 2 * A, B, 1, N_SAMPLES, A)] * (5 * 30)
+    assert (trace.scores[-1] > trace.scores[0] + 0.3).all()
+
+
+def test_library_failure_does_not_hang_the_interpreter():
+    """An uncaught library failure must not leave nevergrad's worker threads blocking exit."""
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "from test_library_optimizers import make_objective\n"
+            "from optbench.optimizers import make_optimizer, run_optimizer\n"
+            "run_optimizer(make_optimizer('nevergrad:Powell'), make_objective(nan=True), 5)\n") % str(Path(__file__).parent)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("optbench.optimizers.base.OptimizerError: nevergrad:Powell")
 
 
 @pytest.mark.parametrize("method,gradient", [("L-BFGS-B", True), ("BFGS", True), ("Nelder-Mead", False),

@@ -27,7 +27,10 @@ Conventions (cost is counted in (s, a) pairs per ensemble member, as everywhere)
     seeded through the parametrization's ``random_state``. Per iteration every state asks
     ``batch`` candidates (default 10), all are evaluated in one batched call with
     ``samples`` fresh draws shared by a state's candidates, and told. Cost per iteration:
-    ``batch · samples · B``. The estimate is ``recommend()`` (``estimate="recommend"``,
+    ``batch · samples · B``. Optimizers nevergrad marks sequential-only (``no_parallelization``:
+    Powell, BFGS, Cobyla, NelderMead, ...) run with ``num_workers = 1``: an iteration is then
+    ``batch`` rounds of (ask one candidate per state, one batched evaluation, tell), same
+    cost, with the iteration's draws shared by the rounds. The estimate is ``recommend()`` (``estimate="recommend"``,
     default) or the best point told so far by its noisy value (``estimate="best"``):
     see ``benchmarks/README.md`` for the measured cost of ``recommend()``.
 
@@ -59,6 +62,7 @@ float32 objective overflows.
 from __future__ import annotations
 
 import difflib
+import gc
 import math
 import time
 import warnings
@@ -250,47 +254,64 @@ class Nevergrad(PolicyOptimizer):
         x0 = start.detach().double().cpu().numpy()
         seeds = _state_seeds(generator, B)
         opt_cls = ng.optimizers.registry[self.method]
+        # Sequential-only optimizers (nevergrad's no_parallelization: Powell, BFGS, Cobyla, ...) get
+        # num_workers=1 and are asked one candidate at a time: an iteration is then `batch` rounds
+        # of (ask one per state, one batched evaluation, tell).
+        sequential = bool(getattr(opt_cls, "no_parallelization", False))
+        workers, per_round = (1, 1) if sequential else (P, P)
         opts = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for i in range(B):
                 param = ng.p.Array(init=x0[i].copy())
                 param.random_state = np.random.RandomState(seeds[i] % 2**32)
-                opts.append(opt_cls(parametrization=param, budget=max(1, iterations * P), num_workers=P))
+                opts.append(self._library("setup", lambda: opt_cls(parametrization=param, budget=max(1, iterations * P),
+                                                                   num_workers=workers)))
         best_x = x0.copy()
         best_v = np.full(B, -np.inf)
         estimate = x0.copy()
-        for t in range(1, iterations + 1):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                try:
-                    asked = [[opt.ask() for _ in range(P)] for opt in opts]
-                except Exception as exc:
-                    raise _library_failure(f"nevergrad:{self.method} ask", exc) from exc
-                cand = np.stack([np.stack([c.value for c in row]) for row in asked])  # [B, P, 2A]
-                values = _evaluate_candidates(objective, cand, None, self.samples, generator)
-                losses = _losses(values, self.nonfinite, f"nevergrad:{self.method}", t)
-                values = -losses  # non-finite J (nonfinite="worst") become -inf: never the best point
-                try:
-                    for i, opt in enumerate(opts):
-                        for j, c in enumerate(asked[i]):
-                            opt.tell(c, float(losses[i, j]))
-                except Exception as exc:
-                    raise _library_failure(f"nevergrad:{self.method} tell", exc) from exc
-                j_best = values.argmax(1)
-                v_best = values[np.arange(B), j_best]
-                better = v_best > best_v
-                best_v[better] = v_best[better]
-                best_x[better] = cand[better, j_best[better]]
-                if self.estimate == "recommend":
-                    try:
-                        for i, opt in enumerate(opts):
-                            estimate[i] = opt.recommend().value
-                    except Exception as exc:
-                        raise _library_failure(f"nevergrad:{self.method} recommend", exc) from exc
-                else:
-                    estimate = best_x
-            yield torch.as_tensor(estimate, dtype=start.dtype, device=start.device).clone()
+        try:
+            for t in range(1, iterations + 1):
+                eps = objective.noise(self.samples, 1, generator)  # shared by a state's candidates
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    for _ in range(P // per_round):
+                        asked = self._library("ask", lambda: [[opt.ask() for _ in range(per_round)] for opt in opts])
+                        cand = np.stack([np.stack([c.value for c in row]) for row in asked])  # [B, per_round, 2A]
+                        lam = torch.as_tensor(cand, dtype=objective.states.dtype, device=objective.device)
+                        with torch.no_grad():
+                            values = objective.estimate(lam, eps).double().cpu().numpy()
+                        losses = _losses(values, self.nonfinite, f"nevergrad:{self.method}", t)
+                        values = -losses  # non-finite J (nonfinite="worst") become -inf: never the best point
+                        self._library("tell", lambda: [opt.tell(c, float(loss)) for opt, row, row_losses
+                                                       in zip(opts, asked, losses) for c, loss in zip(row, row_losses)])
+                        del asked
+                        j_best = values.argmax(1)
+                        v_best = values[np.arange(B), j_best]
+                        better = v_best > best_v
+                        best_v[better] = v_best[better]
+                        best_x[better] = cand[better, j_best[better]]
+                    if self.estimate == "recommend":
+                        estimate = self._library("recommend", lambda: np.stack([opt.recommend().value for opt in opts]))
+                    else:
+                        estimate = best_x
+                yield torch.as_tensor(estimate, dtype=start.dtype, device=start.device).clone()
+        finally:
+            # Recast optimizers (Powell, BFGS, ... and NGOpt's choices) run the wrapped library in a
+            # non-daemon thread that only stops when the optimizer is deleted; a traceback that kept
+            # them alive would hang the interpreter at exit.
+            opts.clear()
+
+    def _library(self, what: str, call):
+        """``call()``; an exception inside nevergrad becomes a one-line :class:`OptimizerError`, raised
+        after the original traceback (and the worker threads its frames hold) has been released."""
+        failure = None
+        try:
+            return call()
+        except Exception as exc:  # noqa: BLE001 (any library failure)
+            failure = _library_failure(f"nevergrad:{self.method} {what}", exc)
+        gc.collect()
+        raise failure
 
 
 # ---------------------------------------------------------------------------------- scipy
