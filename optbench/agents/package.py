@@ -33,6 +33,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from optbench.agents.checkpoint import load_checkpoint
+from optbench.agents.envs import make_env
 from optbench.agents.evaluate import run_episodes
 from optbench.agents.models import DynamicsModel, RewardModel
 from optbench.agents.networks import DirectActor, IterativeOptimizerNet
@@ -84,15 +85,17 @@ def export_package(checkpoint: str | Path, out_dir: str | Path, *, n_states: int
     need = {"benchmark": n_states, "heldout": heldout}
     returns: list[float] = []
     ep = 0
+    env = make_env(cfg.task)
     while ep < eval_episodes or any(sum(len(r.states) for r in pools[k]) < need[k] for k in pools):
         if ep >= MAX_STATE_EPISODES:
             raise PackageError(f"could not collect {n_states}+{heldout} states in {MAX_STATE_EPISODES} episodes")
-        res = run_episodes(policy, cfg.task, 1, seed=seed + ep, record_states=True)
+        res = run_episodes(policy, cfg.task, 1, seed=seed + ep, record_states=True, env=env)
         if ep < eval_episodes:
             returns.append(res.returns[0])
         res.episode_index = [ep] * len(res.states)
         pools["benchmark" if ep % 2 == 0 else "heldout"].append(res)
         ep += 1
+    env.close()
     rng = np.random.default_rng(seed)
     state_tensors: dict[str, torch.Tensor] = {}
     for split, results in pools.items():
