@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -66,7 +67,9 @@ def run_ours(task: str, steps: int, seed: int, out: Path) -> dict:
 
     cfg = SACConfig(task=task, policy="direct", steps=steps, seed=seed, models=False, eval_every=10**12,
                     checkpoint_every=10**12, log_every=10_000)
-    trainer = Trainer(cfg, out / f"ours-{task}-s{seed}", progress=False)
+    run_dir = out / f"ours-{task}-s{seed}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # always a fresh run (an old one would be resumed)
+    trainer = Trainer(cfg, run_dir, progress=False)
     trainer.train(stop_after=cfg.random_steps)
     tic = time.perf_counter()
     trainer.train()
