@@ -43,23 +43,27 @@ from optbench.objectives.q_functions import QEnsemble, pessimistic_value
 
 GRAD_SAMPLES_NOTE = """Choice of the iterative optimizer's gradient samples ``n`` (``grad_samples``).
 
-Measured on the development machine (HalfCheetah dims S=17, A=6, batch 256, 1 torch thread,
-idle machine; reproduce with ``python benchmarks/bench_sac_vs_sb3.py --updates-only``):
+Measured on the development machine (HalfCheetah dims S=17, A=6, batch 256, 1 torch thread;
+reproduce with ``python benchmarks/bench_sac_vs_sb3.py --updates-only``). First column: wall
+clock on the idle machine (foreach Adam); second: CPU time per update with fused Adam while
+two training runs shared the machine.
 
-    direct SAC update, models off            14.0 ms   (71 updates/s)
-    direct SAC update, models on             20.3 ms   (49 updates/s)
-    iterative (K=5), models on, n = 1        90 ms     (11 updates/s)   act 3.9 ms/step
-    iterative (K=5), models on, n = 2       112 ms     ( 9 updates/s)   act 3.0 ms/step
-    iterative (K=5), models on, n = 5       237 ms     ( 4 updates/s)
-    iterative (K=5), models on, n = 10      421 ms     ( 2 updates/s)
+                                             idle wall     loaded, CPU time
+    direct SAC update, models off            14.0 ms       12.5 ms  (80 updates/s)
+    direct SAC update, models on             20.3 ms       18.0 ms  (56 updates/s)
+    iterative (K=5), models on, n = 1        90 ms         75 ms    (13 updates/s)
+    iterative (K=5), models on, n = 2       112 ms        119 ms    ( 8 updates/s)
+    iterative (K=5), models on, n = 5       237 ms        245 ms    ( 4 updates/s)
+    iterative (K=5), models on, n = 10      421 ms        423 ms    ( 2 updates/s)
+    acting: direct 0.1 ms/step, iterative (K=5 gradient passes at batch 1) 3-6 ms/step
 
 An iterative update unrolls K = 5 iterations on 2B = 512 states (batch states, whose J
 trains the network, and next states, whose final J is the target V), each needing a
-forward and input-gradient pass of the ensemble on 512·n pairs: ≈ 60 ms + 36 ms · n. With the
-paper's n = 10 one update costs 21 direct updates and 100k steps take ≈ 12 h on one core,
+forward and input-gradient pass of the ensemble on 512·n pairs: ≈ 50 ms + 37 ms · n. With the
+paper's n = 10 one update costs ~22 direct updates and 100k steps take ≈ 12 h on one core,
 which this 2-core machine cannot afford. Budget: an iterative update may cost at most ~6
-direct updates (models on). n = 2 (112 ms, 5.5×) is the largest n inside that budget and
-halves the gradient-input variance of n = 1 for +25 % time. Use ``--grad-samples 10`` to
+direct updates (models on). n = 2 (112-119 ms, 5.5-6.6x) is the largest n inside that
+budget and halves the gradient-input variance of n = 1. Use ``--grad-samples 10`` to
 reproduce the paper's setting where compute allows."""
 DEFAULT_GRAD_SAMPLES = 2
 
