@@ -263,12 +263,15 @@ def test_nonfinite_worst_ranks_nan_candidates_last(spec):
     assert obj.counts.q_evals > 0  # the NaN evaluations are still paid for
 
 
-def test_ngopt_runs_or_fails_in_one_line():
-    """NGOpt may pick a MetaModel optimizer that nevergrad <= 1.0.12 breaks with numpy >= 2.4."""
-    try:
-        trace = run_optimizer(make_optimizer("nevergrad:NGOpt"), make_objective(), 30, seed=0)
-    except OptimizerError as exc:
-        assert "\n" not in str(exc)
-        assert np.lib.NumpyVersion(np.__version__) >= "2.4.0" and "numpy" in str(exc)
-    else:
-        assert (trace.scores[-1] > trace.scores[0] + 1.0).all()
+def test_ngopt_metamodel_runs(monkeypatch):
+    """NGOpt picks nevergrad's MetaModel here; nevergrad <= 1.0.12 breaks it under numpy >= 2.4 unless
+    the wrapper's compatibility fix is in place. The surrogate step must run, not fail or be skipped."""
+    import nevergrad.optimization.optimizerlib as optimizerlib
+
+    make_optimizer("nevergrad:NGOpt")  # imports nevergrad and applies the fix when needed
+    calls = []
+    learn = optimizerlib.learn_on_k_best
+    monkeypatch.setattr(optimizerlib, "learn_on_k_best", lambda *a, **k: calls.append(1) or learn(*a, **k))
+    trace = run_optimizer(make_optimizer("nevergrad:NGOpt"), make_objective(), 8, seed=0)
+    assert calls, "the surrogate (learn_on_k_best) was never used"
+    assert (trace.scores[-1] > trace.scores[0] + 0.5).all()

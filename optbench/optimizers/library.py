@@ -32,7 +32,10 @@ Conventions (cost is counted in (s, a) pairs per ensemble member, as everywhere)
     ``batch`` rounds of (ask one candidate per state, one batched evaluation, tell), same
     cost, with the iteration's draws shared by the rounds. The estimate is ``recommend()`` (``estimate="recommend"``,
     default) or the best point told so far by its noisy value (``estimate="best"``):
-    see ``benchmarks/README.md`` for the measured cost of ``recommend()``.
+    see ``benchmarks/README.md`` for the measured cost of ``recommend()``. nevergrad <= 1.0.12
+    fails in its MetaModel (chosen by NGOpt at these dimensions) under numpy >= 2.4; the wrapper
+    recompiles that one function with the one-token fix (see
+    :func:`_patch_nevergrad_for_numpy_24`), so NGOpt runs as it does on older numpy.
 
 ``scipy:METHOD`` (``scipy.optimize.minimize``): per state, a deterministic
     sample-average objective with ``samples`` fixed draws (drawn once per run from the
@@ -128,7 +131,7 @@ def _library_failure(who: str, exc: Exception) -> OptimizerError:
     """One-line :class:`OptimizerError` for an exception raised inside a library's own code."""
     msg = f"{who} failed inside the library: {type(exc).__name__}: {exc}".splitlines()[0]
     if isinstance(exc, TypeError) and "0-dimensional arrays" in str(exc) and np.lib.NumpyVersion(np.__version__) >= "2.4.0":
-        msg += " (known incompatibility of nevergrad <= 1.0.12 MetaModel/NGOpt with numpy >= 2.4; use numpy < 2.4)"
+        msg += " (a numpy >= 2.4 incompatibility of the library; numpy < 2.4 avoids it)"
     return OptimizerError(msg)
 
 
@@ -204,6 +207,43 @@ class PyCMA(PolicyOptimizer):
 
 
 # ------------------------------------------------------------------------------ nevergrad
+_NG_BROKEN_LINE = "return float(model.predict(trans(np.asarray(x, dtype=X[0].dtype).flatten()[None, :])))"
+_NG_FIXED_LINE = "return float(model.predict(trans(np.asarray(x, dtype=X[0].dtype).flatten()[None, :]))[0])"
+NEVERGRAD_NUMPY_PATCH = {"applied": False}
+
+
+def _patch_nevergrad_for_numpy_24() -> None:
+    """Make nevergrad's MetaModel (used by NGOpt and the MetaModel* optimizers) work with numpy >= 2.4.
+
+    nevergrad <= 1.0.12 evaluates its surrogate with ``float(model.predict(x[None, :]))``, a
+    1-element array; numpy 2.4 made ``float()`` of a 1-d array a TypeError, so every surrogate
+    step raises. We recompile ``learn_on_k_best`` with ``float(model.predict(...)[0])``, which is
+    exactly what older numpy computed, and only if that line is found verbatim (a fixed nevergrad
+    is left alone).
+    """
+    if NEVERGRAD_NUMPY_PATCH["applied"] or np.lib.NumpyVersion(np.__version__) < "2.4.0":
+        return
+    import inspect
+    import textwrap
+
+    from nevergrad.optimization import metamodel, optimizerlib
+
+    try:
+        lines, first = inspect.getsourcelines(metamodel.learn_on_k_best)
+    except (OSError, TypeError):
+        return
+    source = "\n" * (first - 1) + textwrap.dedent("".join(lines))  # keep nevergrad's line numbers
+    if source.count(_NG_BROKEN_LINE) != 1:
+        return
+    namespace: dict[str, Any] = {}
+    exec(compile(source.replace(_NG_BROKEN_LINE, _NG_FIXED_LINE), inspect.getsourcefile(metamodel) or "metamodel",
+                 "exec"), metamodel.__dict__, namespace)
+    fixed = namespace["learn_on_k_best"]
+    metamodel.learn_on_k_best = fixed
+    optimizerlib.learn_on_k_best = fixed
+    NEVERGRAD_NUMPY_PATCH["applied"] = True
+
+
 def _nevergrad_registry():
     import logging
 
@@ -211,6 +251,7 @@ def _nevergrad_registry():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import nevergrad as ng
+    _patch_nevergrad_for_numpy_24()
     return ng
 
 
