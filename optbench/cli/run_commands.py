@@ -46,6 +46,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     p.add_argument("--out", type=Path, help="run directory (default: results/runs/SUITE-CONFIGHASH)")
     p.add_argument("--quick", action="store_true", help="small budget from the suite's [quick] table (smoke runs)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 on a busy machine)")
     p.add_argument("--no-plots", action="store_true", help="skip writing the PNG plots")
     p.set_defaults(func=cmd_run)
 
@@ -75,6 +76,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from optbench.suites.spec import load_suite
 
     _check_device(args.device)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     suite = load_suite(args.suite)
     plan = plan_run(suite, optimizers=args.optimizers, iterations=args.iterations, seeds=args.seeds,
                     states=args.states, quick=args.quick, device=args.device)

@@ -7,4 +7,4 @@ __all__ = ["REGISTRY", "Iterate", "OptimizerError", "PolicyOptimizer", "Trace", 
            "register", "run_optimizer", "score_schedule"]
 
 # Built-in optimizers register themselves on import.
-from optbench.optimizers import adam, cem, cmaes  # noqa: E402,F401
+from optbench.optimizers import adam, amortized, cem, cmaes, library  # noqa: E402,F401

@@ -212,13 +212,12 @@ def run_optimizer(optimizer: PolicyOptimizer, objective: PolicyObjective, iterat
         if t in to_score:
             iters.append(t)
             scores.append(objective.score(params))
+            if not torch.isfinite(scores[-1]).all():
+                raise OptimizerError(f"{optimizer.label()} reached a policy whose scored J is NaN/inf at iteration {t}")
         if on_iteration is not None:
             on_iteration(t)
     steps.close()
-    values = torch.stack(scores)
-    if not torch.isfinite(values).all():
-        raise OptimizerError(f"{optimizer.label()} reached a policy whose scored J is NaN/inf")
-    return Trace(iters, values.cpu(), params.cpu(), seconds, q_evals, grad_evals)
+    return Trace(iters, torch.stack(scores).cpu(), params.cpu(), seconds, q_evals, grad_evals)
 
 
 __all__ = ["Iterate", "OptimizerError", "PolicyOptimizer", "REGISTRY", "Trace", "make_optimizer", "parse_spec",

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from optbench.optimizers import REGISTRY
 from optbench.optimizers.base import make_optimizer, parse_spec, run_optimizer
 from optbench.runner.store import ResultsStore, compact, config_hash, slug
-from optbench.suites.sources import BuiltObjective, build_objective
+from optbench.suites.sources import BuiltObjective, build_objective, resolve_context
 from optbench.suites.spec import DEFAULT_SETTINGS, OptimizerEntry, Suite, SuiteError
 
 
@@ -127,8 +127,8 @@ def run_plan(plan: RunPlan, out: Path, *, show_progress: bool = True) -> Results
             obj = built.objective
             store.save_objective(entry.name, objective_record(entry.name, built, obj.score(obj.initial_params())))
             for _, opt_entry, seed in mine:
-                optimizer = make_optimizer(opt_entry.spec, **{**built.context, **dict(opt_entry.context),
-                                                               "suite_dir": plan.suite.directory})
+                optimizer = make_optimizer(opt_entry.spec, **{**built.context,
+                                                               **resolve_context(dict(opt_entry.context), plan.suite)})
                 progress.update(task, description=f"{entry.name} · {opt_entry.label} · seed {seed}")
                 with torch.inference_mode(False):
                     trace = run_optimizer(optimizer, obj, plan.budget(opt_entry), seed=seed,

@@ -96,3 +96,33 @@ def build_random_network(entry: ObjectiveEntry, suite: Suite, settings: dict[str
                                 score_samples=settings["score_samples"], score_seed=settings["score_seed"],
                                 name=entry.name)
     return BuiltObjective(objective, info={"flops_per_pair": q.flops_per_pair()})
+
+
+@source("package")
+def build_package(entry: ObjectiveEntry, suite: Suite, settings: dict[str, Any]) -> BuiltObjective:
+    """A trained agent's frozen objective from an exported package (``optbench export``).
+
+    ``package`` (relative to the suite directory) gives the Q-ensemble, α and the states;
+    ``split`` picks the state set (``benchmark`` or ``heldout``); ``beta`` the pessimism.
+    The package is also the context of ``direct``/``iterative`` optimizers that name none.
+    """
+    from optbench.agents.package import load_package
+
+    f = _fields(entry, ("package",), ("split", "beta"))
+    pkg = load_package(suite.directory / f["package"])
+    objective = pkg.objective(split=str(f.get("split", "benchmark")), beta=float(f.get("beta", 1.0)),
+                              n_states=settings["states"], score_samples=settings["score_samples"],
+                              score_seed=settings["score_seed"], device=settings["device"])
+    objective.name = entry.name
+    info = {"task": pkg.task, "package": str(f["package"]), "alpha": pkg.alpha,
+            "training_steps": pkg.meta.get("training", {}).get("steps"),
+            "eval_return": pkg.meta.get("evaluation")}
+    return BuiltObjective(objective, context={"package": pkg}, info=info)
+
+
+def resolve_context(context: dict[str, Any], suite: Suite) -> dict[str, Any]:
+    """Make an optimizer entry's ``package`` path relative to the suite directory."""
+    ctx = dict(context)
+    if isinstance(ctx.get("package"), str):
+        ctx["package"] = str(suite.directory / ctx["package"])
+    return ctx

@@ -1,0 +1,30 @@
+"""Shared fixtures: small analytic objectives with exactly known optima."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from optbench.objectives import PolicyObjective
+from optbench.objectives.analytic import AnalyticQ, solve_optimum
+
+# One thread: the tests share 2 cores with other work, and small element-wise kernels
+# slow down many-fold when OpenMP threads compete for a busy core.
+torch.set_num_threads(1)
+
+
+def analytic_problem(profile: str, action_dim: int, alpha: float, n_states: int = 16, score_samples: int = 2000):
+    q = AnalyticQ(profile, 11, action_dim, seed=0)
+    states = torch.randn(n_states, 11, generator=torch.Generator().manual_seed(0))
+    objective = PolicyObjective(q, states, alpha, score_samples=score_samples, score_seed=7, name=profile)
+    return objective, solve_optimum(q, states, alpha)
+
+
+@pytest.fixture(scope="session")
+def quadratic():
+    return analytic_problem("quadratic", 3, 0.05)
+
+
+@pytest.fixture(scope="session")
+def multimodal():
+    return analytic_problem("multimodal", 2, 0.02)
