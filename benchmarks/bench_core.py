@@ -125,8 +125,8 @@ def throughput(quick: bool, rate: float, profile: bool) -> list[dict]:
             variants = {"estimate": (est, 1), "value_and_grad": (lambda: obj.value_and_grad(lam, eps), 2),
                         "Q forward only": (q_only, 1)}
             saved = obj.counts.copy()
-            if profile and pairs == 10_000:
-                variants.update(profile_variants(obj, lam, eps, S, A))
+            if profile and pairs >= 10_000:
+                variants.update(profile_variants(obj, lam, eps, S, A, full=pairs == 10_000))
             for name, (fn, mult) in variants.items():
                 t = time_call(fn, min_time=0.15 if quick else 0.3)
                 obj.counts = saved.copy()
@@ -182,21 +182,48 @@ class FusedQ(torch.nn.Module):
         return torch.cat([self._forward(states[lo : lo + per], actions[lo : lo + per]) for lo in range(0, B, per)], dim=1)
 
 
-def profile_variants(obj: PolicyObjective, lam, eps, S: int, A: int) -> dict[str, tuple[Callable, int]]:
-    """Objective variants that do not change what is computed, only how."""
+def profile_variants(obj: PolicyObjective, lam, eps, S: int, A: int, full: bool = True) -> dict[str, tuple[Callable, int]]:
+    """Objective variants that do not change what is computed, only how (``full``: all of them,
+    else only the state-chunked estimator, the one we propose)."""
     out: dict[str, tuple[Callable, int]] = {}
     B, P, n = lam.shape[0], lam.shape[1], eps.shape[2]
-    for chunk in (1024, 4096):
+
+    def chunked_values(lam_, per):
+        return torch.cat([obj._soft_values(lam_[lo:lo + per], eps[lo:lo + per], slice(lo, lo + per)).mean(-1)
+                          for lo in range(0, B, per)])
+
+    for chunk in ((1024, 2048, 4096) if full else (2048,)):
         per = max(1, chunk // (P * n))
         if per >= B:
             continue
 
         def chunked(per=per):
             with torch.no_grad():
-                return torch.cat([obj._soft_values(lam[lo:lo + per], eps[lo:lo + per], slice(lo, lo + per)).mean(-1)
-                                  for lo in range(0, B, per)])
+                return chunked_values(lam, per)
 
         out[f"estimate, state chunks of {per * P * n} pairs"] = (chunked, 1)
+        if chunk == 2048:
+            def chunked_grad(per=per):
+                with torch.enable_grad():
+                    lam_ = lam.detach().requires_grad_(True)
+                    value = chunked_values(lam_, per)
+                    return value.detach(), torch.autograd.grad(value.sum(), lam_)[0]
+
+            out[f"value_and_grad, state chunks of {per * P * n} pairs"] = (chunked_grad, 2)
+
+            def chunked_fwd_bwd(per=per):  # forward and backward chunk by chunk (states are independent)
+                values, grads = [], []
+                with torch.enable_grad():
+                    for lo in range(0, B, per):
+                        lam_ = lam[lo:lo + per].detach().requires_grad_(True)
+                        value = obj._soft_values(lam_, eps[lo:lo + per], slice(lo, lo + per)).mean(-1)
+                        grads.append(torch.autograd.grad(value.sum(), lam_)[0])
+                        values.append(value.detach())
+                return torch.cat(values), torch.cat(grads)
+
+            out[f"value_and_grad, forward+backward per chunk of {per * P * n} pairs"] = (chunked_fwd_bwd, 2)
+    if not full:
+        return out
 
     def one_thread():
         threads = torch.get_num_threads()
