@@ -27,15 +27,16 @@ Conventions (cost is counted in (s, a) pairs per ensemble member, as everywhere)
     seeded through the parametrization's ``random_state``. Per iteration every state asks
     ``batch`` candidates (default 10), all are evaluated in one batched call with
     ``samples`` fresh draws shared by a state's candidates, and told. Cost per iteration:
-    ``batch · samples · B``. Optimizers nevergrad marks sequential-only (``no_parallelization``:
-    Powell, BFGS, Cobyla, NelderMead, ...) run with ``num_workers = 1``: an iteration is then
-    ``batch`` rounds of (ask one candidate per state, one batched evaluation, tell), same
-    cost, with the iteration's draws shared by the rounds. The estimate is ``recommend()`` (``estimate="recommend"``,
-    default) or the best point told so far by its noisy value (``estimate="best"``):
-    see ``benchmarks/README.md`` for the measured cost of ``recommend()``. nevergrad <= 1.0.12
-    fails in its MetaModel (chosen by NGOpt at these dimensions) under numpy >= 2.4; the wrapper
-    recompiles that one function with the one-token fix (see
-    :func:`_patch_nevergrad_for_numpy_24`), so NGOpt runs as it does on older numpy.
+    ``batch · samples · B``. Optimizers nevergrad marks sequential-only
+    (``no_parallelization``: Powell, BFGS, Cobyla, NelderMead, ...) run with
+    ``num_workers = 1``: an iteration is then ``batch`` rounds of (ask one candidate per
+    state, one batched evaluation, tell), same cost, the iteration's draws shared by the
+    rounds. The estimate is ``recommend()`` (``estimate="recommend"``, default) or the best
+    point told so far by its noisy value (``estimate="best"``); see ``benchmarks/README.md``
+    for the measured cost of ``recommend()``. nevergrad <= 1.0.12 fails in its MetaModel
+    (chosen by NGOpt at these dimensions) under numpy >= 2.4; the wrapper recompiles that one
+    function with the one-token fix (:func:`_patch_nevergrad_for_numpy_24`), so NGOpt runs
+    as it does on older numpy.
 
 ``scipy:METHOD`` (``scipy.optimize.minimize``): per state, a deterministic
     sample-average objective with ``samples`` fixed draws (drawn once per run from the
