@@ -281,6 +281,31 @@ def scoring_error(obj: PolicyObjective, lam: torch.Tensor) -> torch.Tensor:
     return v.std(-1) / v.shape[-1] ** 0.5
 
 
+class EstimateTimer:
+    """Accumulates the wall clock spent inside ``PolicyObjective.estimate`` (any instance,
+    subsets included) while active: a run's Q-evaluation time, measured in the run itself."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def __enter__(self):
+        self._orig = PolicyObjective.estimate
+        timer, orig = self, self._orig
+
+        def timed(obj, lam, eps):
+            tic = time.perf_counter()
+            try:
+                return orig(obj, lam, eps)
+            finally:
+                timer.seconds += time.perf_counter() - tic
+
+        PolicyObjective.estimate = timed
+        return self
+
+    def __exit__(self, *exc):
+        PolicyObjective.estimate = self._orig
+
+
 def pycma_loop(obj: PolicyObjective, iterations: int, seed: int, sigma0: float, samples: int) -> dict:
     """The plain way: one pycma strategy per state, each state's candidates evaluated by its own call."""
     import warnings
@@ -314,29 +339,6 @@ def pycma_loop(obj: PolicyObjective, iterations: int, seed: int, sigma0: float, 
     return {"seconds": seconds, "q_evals": obj.counts.q_evals - q_before, "final_params": final}
 
 
-def eval_share(obj: PolicyObjective, popsize: int, samples: int, iterations: int, per_state: bool) -> float:
-    """Seconds the Q evaluations of a run take on their own (batched, or one call per state)."""
-    B, A = obj.batch_size, obj.action_dim
-    gen = torch.Generator().manual_seed(0)
-    lam = 0.3 * torch.randn(B, popsize, 2 * A, generator=gen)
-    eps = obj.noise(samples, 1, gen)
-    if per_state:
-        subs = [obj.subset([i]) for i in range(B)]
-
-        def fn():
-            with torch.no_grad():
-                for i in range(B):
-                    subs[i].estimate(lam[i : i + 1], eps[i : i + 1])
-    else:
-        def fn():
-            with torch.no_grad():
-                obj.estimate(lam, eps)
-    saved = obj.counts.copy()
-    t = time_call(fn, min_time=0.3, rounds=3)["best"]
-    obj.counts = saved
-    return t * iterations
-
-
 def cma_comparison(states: int, iterations: int, seeds: list[int], loop: bool) -> dict:
     S, A = 17, 6
     sigma0, samples = 0.5, 10
@@ -354,30 +356,33 @@ def cma_comparison(states: int, iterations: int, seeds: list[int], loop: bool) -
         for key, spec in specs:
             opt = make_optimizer(spec)
             tic = time.perf_counter()
-            trace = run_optimizer(opt, obj, iterations, seed=seed, score_at=[0, iterations])
+            with EstimateTimer() as timer:
+                trace = run_optimizer(opt, obj, iterations, seed=seed, score_at=[0, iterations])
             wall = time.perf_counter() - tic
-            row[key] = {"seconds": sum(trace.seconds), "wall_with_scoring": wall,
+            row[key] = {"seconds": sum(trace.seconds), "wall_with_scoring": wall, "eval_seconds": timer.seconds,
                         "q_evals": sum(trace.q_evals), "J0": trace.scores[0], "J": trace.scores[-1],
                         "se": scoring_error(obj, trace.final_params)}
             print(f"  seed {seed} {key}: {row[key]['seconds']:.2f} s, median J {row[key]['J'].median():.3f}",
                   file=sys.stderr, flush=True)
         if loop:
-            res = pycma_loop(obj, iterations, seed, sigma0, samples)
+            with EstimateTimer() as timer:
+                res = pycma_loop(obj, iterations, seed, sigma0, samples)
             J = obj.score(res["final_params"])
-            row["pycma_loop"] = {"seconds": res["seconds"], "q_evals": res["q_evals"], "J": J,
+            row["pycma_loop"] = {"seconds": res["seconds"], "eval_seconds": timer.seconds, "q_evals": res["q_evals"], "J": J,
                                  "se": scoring_error(obj, res["final_params"])}
             print(f"  seed {seed} pycma per-state loop: {res['seconds']:.2f} s, median J {J.median():.3f}",
                   file=sys.stderr, flush=True)
-        row["eval_seconds_batched"] = eval_share(obj, popsize, samples, iterations, per_state=False)
-        if loop:
-            row["eval_seconds_per_state"] = eval_share(obj, popsize, samples, iterations, per_state=True)
         runs.append(row)
 
     def summary(key: str) -> dict:
         secs = [r[key]["seconds"] for r in runs]
         J = torch.cat([r[key]["J"] for r in runs])
         se = torch.cat([r[key]["se"] for r in runs])
+        evals = [r[key]["eval_seconds"] for r in runs]
+        over = [r[key]["seconds"] - r[key]["eval_seconds"] for r in runs]
         return {"seconds_per_run": statistics.median(secs), "seconds_all": secs,
+                "eval_seconds_per_run": statistics.median(evals), "overhead_seconds": statistics.median(over),
+                "overhead_seconds_all": over,
                 "q_evals_per_run": runs[0][key]["q_evals"],
                 "J_median": float(J.median()), "J_q25": float(J.quantile(0.25)), "J_q75": float(J.quantile(0.75)),
                 "scoring_se_median": float(se.median())}
@@ -385,8 +390,7 @@ def cma_comparison(states: int, iterations: int, seeds: list[int], loop: bool) -
     out = {"states": states, "iterations": iterations, "seeds": seeds, "S": S, "A": A, "popsize": popsize,
            "sigma0": sigma0, "samples": samples,
            "J_start_median": float(torch.cat([r["cmaes"]["J0"] for r in runs]).median()),
-           "cmaes": summary("cmaes"), "pycma": summary("pycma"),
-           "eval_seconds_batched": statistics.median(r["eval_seconds_batched"] for r in runs)}
+           "cmaes": summary("cmaes"), "pycma": summary("pycma")}
     diff = torch.cat([r["cmaes"]["J"] - r["pycma"]["J"] for r in runs])
     se2 = torch.cat([(r["cmaes"]["se"] ** 2 + r["pycma"]["se"] ** 2).sqrt() for r in runs])
     out["diff_cmaes_minus_pycma"] = {"median": float(diff.median()), "q25": float(diff.quantile(0.25)),
@@ -394,16 +398,11 @@ def cma_comparison(states: int, iterations: int, seeds: list[int], loop: bool) -
                                      "stderr_of_mean": float(diff.std() / len(diff) ** 0.5),
                                      "within_2se_fraction": float((diff.abs() <= 2 * se2).float().mean())}
     out["speedup_vs_pycma"] = out["pycma"]["seconds_per_run"] / out["cmaes"]["seconds_per_run"]
-    # what is left once the Q evaluations (same number for all three) are taken out
-    ev = out["eval_seconds_batched"]
-    out["cmaes"]["overhead_seconds"] = max(out["cmaes"]["seconds_per_run"] - ev, 1e-9)
-    out["pycma"]["overhead_seconds"] = out["pycma"]["seconds_per_run"] - ev
+    # the optimizer's own time: its run minus the time spent inside estimate (Q evaluations)
     out["overhead_ratio_vs_pycma"] = out["pycma"]["overhead_seconds"] / out["cmaes"]["overhead_seconds"]
     if loop:
         out["pycma_loop"] = summary("pycma_loop")
-        out["eval_seconds_per_state"] = statistics.median(r["eval_seconds_per_state"] for r in runs)
         out["speedup_vs_pycma_loop"] = out["pycma_loop"]["seconds_per_run"] / out["cmaes"]["seconds_per_run"]
-        out["pycma_loop"]["overhead_seconds"] = out["pycma_loop"]["seconds_per_run"] - ev
         out["overhead_ratio_vs_pycma_loop"] = out["pycma_loop"]["overhead_seconds"] / out["cmaes"]["overhead_seconds"]
     return out
 
@@ -465,21 +464,19 @@ def print_tables(result: dict) -> None:
             s = c[key]
             ratio = s["seconds_per_run"] / c["cmaes"]["seconds_per_run"]
             table.add_row(name, label, "", "", "", "",
-                          f"{s['seconds_per_run']:.2f} s/run ({ratio:.1f}× cmaes), {s['overhead_seconds']:.2f} s "
-                          f"beyond batched Q evaluation; J median {s['J_median']:.3f} "
+                          f"{s['seconds_per_run']:.2f} s/run ({ratio:.1f}× cmaes): {s['eval_seconds_per_run']:.2f} s in "
+                          f"estimate + {s['overhead_seconds']:.3f} s own ({s['overhead_seconds'] / c['cmaes']['overhead_seconds']:.0f}×); "
+                          f"J median {s['J_median']:.3f} "
                           f"[IQR {s['J_q25']:.3f}, {s['J_q75']:.3f}], scoring s.e. {s['scoring_se_median']:.3f}")
         d = c["diff_cmaes_minus_pycma"]
         table.add_row("J(cmaes) − J(pycma)", "per state", "", "", "", "",
                       f"median {d['median']:+.4f}, mean {d['mean']:+.4f} ± {d['stderr_of_mean']:.4f}, "
                       f"{d['within_2se_fraction']:.0%} of states within 2 s.e.")
-        table.add_row("Q evaluations alone", "batched / per state", "", "", "", "",
-                      f"{c['eval_seconds_batched']:.2f} s / " + (f"{c['eval_seconds_per_state']:.2f} s"
-                                                                   if "eval_seconds_per_state" in c else "—")
-                      + f" per run; J start median {c['J_start_median']:.3f}")
+        table.add_row("J at the start", "", "", "", "", "", f"median {c['J_start_median']:.3f}")
     console.print(table)
 
 
-def to_jsonable(x):
+def to_jsonable(x):  # noqa: D103
     if isinstance(x, torch.Tensor):
         return x.tolist()
     if isinstance(x, dict):
