@@ -45,6 +45,8 @@ def plot_run(store: ResultsStore, out_dir: Path | None = None) -> list[Path]:
                     x = np.maximum(cum[g.iterations], 1e-4)
                 ax.plot(x, med, color=colors[g.optimizer], label=g.optimizer, lw=1.6)
                 ax.fill_between(x, lo, hi, color=colors[g.optimizer], alpha=0.15, lw=0)
+                if g.budget == 1:  # one-shot (direct): its estimate holds; draw it across the axis
+                    ax.axhline(med[-1], color=colors[g.optimizer], lw=1.0, ls=":")
             ax.set_xscale("log")
             ax.set_title(f"{obj['name']} (J_ref: {'optimum' if known else 'best found'})", fontsize=10)
             ax.set_xlabel("iteration" if kind == "iteration" else "wall clock, all states [s]")
