@@ -102,3 +102,11 @@ def test_scoring_draws_are_fixed_per_state_and_device_independent():
     sub = a.subset([1, 4])
     assert torch.equal(sub.score(lam[[1, 4]]), a.score(lam)[[1, 4]])
     assert math.isclose(float(a.initial_params()[0, 3]), 0.0)
+
+
+def test_extreme_parameters_give_finite_values_not_nan():
+    q = AnalyticQ("quadratic", 3, 2)
+    obj = PolicyObjective(q, torch.randn(2, 3), 0.1, score_samples=32)
+    lam = torch.tensor([[200.0, -300.0, 188.0, -50.0], [-1e6, 1e6, 95.0, 120.0]])
+    values = obj.score(lam)
+    assert torch.isfinite(values).all() and (values < -1e30).all()

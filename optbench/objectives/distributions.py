@@ -15,6 +15,9 @@ from torch import Tensor
 
 LOG2 = math.log(2.0)
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+# exp(80) is finite in float32 (exp(89) is not): larger log σ would overflow to inf·0 = NaN.
+# Only policies whose σ already exceeds 10^34 are affected, and their J is ≈ −10^35 either way.
+LOG_STD_MAX = 80.0
 
 
 def split_params(lam: Tensor) -> tuple[Tensor, Tensor]:
@@ -29,7 +32,8 @@ def join_params(mu: Tensor, log_std: Tensor) -> Tensor:
 
 
 def log_one_minus_tanh_sq(u: Tensor) -> Tensor:
-    """``log(1 − tanh(u)²)`` in the stable form ``2(log 2 − u − softplus(−2u))``."""
+    """``log(1 − tanh(u)²)`` in the stable form ``2(log 2 − |u| − softplus(−2|u|))`` (even in ``u``)."""
+    u = u.abs()
     return 2.0 * (LOG2 - u - F.softplus(-2.0 * u))
 
 
@@ -42,8 +46,10 @@ def sample_tanh_gaussian(mu: Tensor, log_std: Tensor, eps: Tensor) -> tuple[Tens
     """Reparameterized sample ``a = tanh(μ + σ ε)`` and its log-density ``log π(a)``.
 
     ``log π(a) = log N(u; μ, σ²) − Σ log(1 − tanh(u)²)`` (change of variables through tanh).
-    ``mu``/``log_std`` broadcast against ``eps`` (all ``[..., |A|]``).
+    ``mu``/``log_std`` broadcast against ``eps`` (all ``[..., |A|]``); ``log σ`` is capped at
+    :data:`LOG_STD_MAX` so that no finite ``λ`` gives NaN.
     """
+    log_std = log_std.clamp(max=LOG_STD_MAX)
     u = mu + log_std.exp() * eps
     log_prob = gaussian_log_prob(eps, log_std) - log_one_minus_tanh_sq(u).sum(-1)
     return torch.tanh(u), log_prob
