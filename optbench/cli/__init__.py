@@ -18,11 +18,11 @@ class UserError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from optbench.cli import agent_commands, run_commands
+    from optbench.cli import agent_commands, analysis_commands, run_commands
 
     parser = argparse.ArgumentParser(prog="optbench", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (run_commands, agent_commands):
+    for module in (run_commands, agent_commands, analysis_commands):
         module.add_parsers(sub)
     return parser
 
