@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -106,3 +107,13 @@ def markdown_table(table: Table) -> str:
     if table.caption:
         lines += ["", f"_{cell(table.caption)}_"]
     return "\n".join(lines) + "\n"
+
+
+def markdown_run(store: ResultsStore) -> str:
+    """Every objective table of a run as Markdown, with the run's settings and machine."""
+    info = store.run_info
+    cfg, env = info["config"], info["environment"]
+    head = (f"# {cfg['suite']}: results\n\nSettings: {json.dumps({k: v for k, v in cfg['settings'].items() if v is not None})}"
+            f"\n\nMachine: {env['cpu']} ({env['cores']} cores, {env['torch_threads']} torch threads), "
+            f"torch {env['versions']['torch']}, Python {env['python']}.\n\n")
+    return head + "\n".join(markdown_table(objective_table(*s)) for s in objective_summaries(store))
