@@ -58,9 +58,8 @@ Conventions (cost is counted in (s, a) pairs per ensemble member, as everywhere)
 Every wrapper raises :class:`~optbench.optimizers.base.OptimizerError` when the objective
 returns NaN/inf for a candidate it asked for, and when the library itself fails (one line
 naming the cause). ``pycma`` and ``nevergrad`` take ``nonfinite="worst"`` to tell such a
-candidate a loss of ``+inf`` instead (its cost is still counted): unbounded searches such as
-``nevergrad:OnePlusOne`` with parallel asks occasionally propose ``log σ > 88``, where the
-float32 objective overflows.
+candidate a loss of ``+inf`` instead (its cost is still counted), for Q-functions that return
+NaN/inf in places (the objective itself is finite for every finite ``λ``).
 """
 
 from __future__ import annotations
