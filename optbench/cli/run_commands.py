@@ -46,8 +46,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     p.add_argument("--out", type=Path, help="run directory (default: results/runs/SUITE-CONFIGHASH)")
     p.add_argument("--quick", action="store_true", help="small budget from the suite's [quick] table (smoke runs)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 on a busy machine)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (in-process default: torch's choice, 1 on a busy "
+                   "machine; per worker with --executor processes/ray, default 1)")
     p.add_argument("--no-plots", action="store_true", help="skip writing the PNG plots")
+    add_executor_options(p, what="cells")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("list", help="list suites and optimizers")
@@ -55,7 +57,31 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("show", help="print the tables of a stored run")
     p.add_argument("run", type=Path, help="run directory")
+    p.add_argument("--markdown", type=Path, help="also write the tables as Markdown to this file")
     p.set_defaults(func=cmd_show)
+
+
+def add_executor_options(p: argparse.ArgumentParser, what: str) -> None:
+    """``--executor/--workers/--address`` (shared by ``run`` and ``train-grid``)."""
+    g = p.add_argument_group("executor", f"where the {what} are computed (see docs/ray.md)")
+    g.add_argument("--executor", choices=["inprocess", "processes", "ray"], default="inprocess",
+                   help=f"inprocess (default): one after another in this process; processes: a pool of local "
+                        f"processes; ray: Ray tasks on a local or existing cluster")
+    g.add_argument("--workers", type=int, help=f"processes: pool size (default: one per core); ray: {what} in flight "
+                   "at once, and the size of a local cluster started for the run (default: all cores)")
+    g.add_argument("--address", help="ray: address of an existing cluster (e.g. auto, 10.0.0.1:6379, "
+                   "ray://head:10001); default: $RAY_ADDRESS, else a local cluster")
+
+
+def executor_from_args(args: argparse.Namespace, device: str = "cpu"):
+    """Build the executor chosen on the command line (one-line errors for bad choices)."""
+    from optbench.runner.executors import ExecutorError, make_executor
+
+    try:
+        return make_executor(args.executor, workers=args.workers, address=args.address,
+                             threads=getattr(args, "threads", None), device=device)
+    except ExecutorError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _check_device(device: str) -> None:
@@ -86,8 +112,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan = plan_run(suite, optimizers=args.optimizers, iterations=args.iterations, seeds=args.seeds,
                     states=args.states, quick=args.quick, device=args.device)
     out = args.out or plan.default_out()
+    from optbench.runner.executors import ExecutorError
+
     tic = time.perf_counter()
-    store = run_plan(plan, out)
+    with executor_from_args(args, args.device) as executor:
+        try:
+            store = run_plan(plan, out, executor=executor)
+        except ExecutorError as exc:
+            raise UserError(f"{exc}; finished cells are saved, re-run the same command to resume") from None
     print_run(store, console)
     if not args.no_plots:
         paths = plot_run(store)
@@ -122,8 +154,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from optbench.reporting.tables import print_run
+    from optbench.reporting.tables import markdown_run, print_run
     from optbench.runner.store import ResultsStore
 
-    print_run(ResultsStore.open_existing(args.run), console)
+    store = ResultsStore.open_existing(args.run)
+    print_run(store, console)
+    if args.markdown:
+        args.markdown.write_text(markdown_run(store))
+        console.print(f"wrote {args.markdown}")
     return 0

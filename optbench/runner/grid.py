@@ -2,21 +2,37 @@
 
 Cells already in the results store are skipped, so re-running a killed run finishes it
 without recomputing anything. Objectives are built only when one of their cells is pending.
+
+The cells are computed by an :mod:`executor <optbench.runner.executors>` (in-process by
+default, or local processes, or Ray). Whatever the executor, a cell is computed by the same
+function, :func:`compute_task`, from the suite and the run's settings: workers build the
+objectives themselves (and keep the last few built per process), compute a cell and return
+its trace; the driver (:func:`run_plan`) alone writes to the results store, one file per
+cell, atomically, so a retried or duplicated computation can never be stored twice.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import hashlib
+import importlib
+import io
+import sys
+import tarfile
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from optbench.optimizers import REGISTRY
 from optbench.optimizers.base import make_optimizer, parse_spec, run_optimizer
-from optbench.runner.store import ResultsStore, compact, config_hash, slug
-from optbench.suites.sources import BuiltObjective, build_objective, resolve_context
+from optbench.runner.executors import Executor, ExecutorError, InProcessExecutor, Shared, worker_device
+from optbench.runner.store import ResultsStore, StoreError, compact, config_hash, slug
+from optbench.suites.sources import SOURCES, BuiltObjective, build_objective, resolve_context
 from optbench.suites.spec import DEFAULT_SETTINGS, OptimizerEntry, Suite, SuiteError
 
 
@@ -107,35 +123,253 @@ def objective_record(name: str, built: BuiltObjective, start_scores: torch.Tenso
     return rec
 
 
-def run_plan(plan: RunPlan, out: Path, *, show_progress: bool = True) -> ResultsStore:
-    """Run every pending cell of ``plan`` into the store at ``out``."""
+# ------------------------------------------------------------------------------ tasks
+@dataclass(frozen=True)
+class ObjectiveTask:
+    """Build an objective and return its record (sizes, α, start scores, known optimum)."""
+
+    objective: str
+
+    def describe(self) -> str:
+        return f"objective {self.objective}"
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """Run one optimizer entry with one seed on one objective; returns ``(trace, meta)``."""
+
+    objective: str
+    entry: OptimizerEntry
+    seed: int
+    iterations: int
+
+    def describe(self) -> str:
+        return f"cell {self.objective} · {self.entry.label} · seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class GridContext:
+    """What every task of a run needs; shipped to each worker once.
+
+    ``plugins`` are modules outside optbench that register optimizers or objective sources
+    used by the run (imported in workers, with the directory they were found in as a
+    fallback ``sys.path`` entry). ``bundle`` is the suite directory as a tar archive for
+    workers on machines that do not see it (Ray); ``bundle_digest`` identifies its content.
+    """
+
+    suite: Suite
+    settings: dict[str, Any]
+    token: str
+    plugins: tuple[tuple[str, str], ...] = ()
+    bundle: Shared | None = None
+    bundle_digest: str | None = None
+
+
+_BUILT: "OrderedDict[tuple[str, str], BuiltObjective]" = OrderedDict()
+_BUILT_MAX = 4  # objectives kept per worker process (tasks arrive grouped by objective)
+_EXTRACTED: dict[str, Path] = {}
+_LOCAL_DIGEST: dict[str, str | None] = {}
+_IMPORTED: set[str] = set()
+
+
+def compute_task(ctx: GridContext, task: ObjectiveTask | CellTask,
+                 on_iteration: Callable[[int], None] | None = None) -> Any:
+    """Compute one task of a run (in whatever process the executor chose)."""
+    _import_plugins(ctx.plugins)
+    suite = _worker_suite(ctx)
+    settings = {**ctx.settings, "device": worker_device(ctx.settings["device"])}
+    built = _built_objective(ctx, suite, settings, task.objective)
+    obj = built.objective
+    if isinstance(task, ObjectiveTask):
+        return objective_record(task.objective, built, obj.score(obj.initial_params()))
+    entry = task.entry
+    optimizer = make_optimizer(entry.spec, **{**built.context, **resolve_context(dict(entry.context), suite)})
+    with torch.inference_mode(False):
+        trace = run_optimizer(optimizer, obj, task.iterations, seed=task.seed, score_at=settings["score_at"],
+                              on_iteration=on_iteration)
+    return trace, {"spec": entry.spec, "settings": optimizer.settings(), "amortized": optimizer.amortized,
+                   "stochastic": optimizer.stochastic}
+
+
+def _built_objective(ctx: GridContext, suite: Suite, settings: dict[str, Any], name: str) -> BuiltObjective:
+    key = (ctx.token, name)
+    if key in _BUILT:
+        _BUILT.move_to_end(key)
+        return _BUILT[key]
+    entry = next(o for o in suite.objectives if o.name == name)
+    built = build_objective(entry, suite, settings)
+    _BUILT[key] = built
+    while len(_BUILT) > _BUILT_MAX:
+        _BUILT.popitem(last=False)
+    return built
+
+
+def _import_plugins(plugins: tuple[tuple[str, str], ...]) -> None:
+    for module, root in plugins:
+        if module in _IMPORTED or module in sys.modules:
+            _IMPORTED.add(module)
+            continue
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            if root and root not in sys.path:
+                sys.path.append(root)
+            importlib.import_module(module)
+        _IMPORTED.add(module)
+
+
+def _worker_suite(ctx: GridContext) -> Suite:
+    """The suite, with its directory where this worker can read it: the driver's own path if
+    it holds the same files, else the shipped bundle unpacked into a temporary directory."""
+    if ctx.bundle is None:
+        return ctx.suite
+    here = str(ctx.suite.directory)
+    if here not in _LOCAL_DIGEST:
+        _LOCAL_DIGEST[here] = directory_digest(ctx.suite.directory) if ctx.suite.directory.is_dir() else None
+    if _LOCAL_DIGEST[here] == ctx.bundle_digest:
+        return ctx.suite
+    if ctx.bundle_digest not in _EXTRACTED:
+        target = Path(tempfile.mkdtemp(prefix="optbench-suite-"))
+        with tarfile.open(fileobj=io.BytesIO(ctx.bundle.get()), mode="r") as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(target, filter="data")
+            else:  # Python without extraction filters: the archive is our own, made by suite_bundle
+                tar.extractall(target)
+        _EXTRACTED[ctx.bundle_digest] = target
+    return replace(ctx.suite, directory=_EXTRACTED[ctx.bundle_digest])
+
+
+# ------------------------------------------------------------------------------ driver
+BUNDLE_MAX_BYTES = 256 << 20
+
+
+def _suite_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file() and not any(
+        part.startswith(".") or part == "__pycache__" for part in p.relative_to(directory).parts))
+
+
+def directory_digest(directory: Path) -> str:
+    """Content hash of a suite directory (relative paths and file bytes)."""
+    h = hashlib.sha256()
+    for p in _suite_files(directory):
+        h.update(str(p.relative_to(directory)).encode() + b"\0")
+        h.update(hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def suite_bundle(directory: Path) -> bytes | None:
+    """The suite directory as an uncompressed tar archive (``None`` if over 256 MB)."""
+    files = _suite_files(directory)
+    if sum(p.stat().st_size for p in files) > BUNDLE_MAX_BYTES:
+        return None
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for p in files:
+            tar.add(p, arcname=str(p.relative_to(directory)), recursive=False)
+    return buf.getvalue()
+
+
+def _plugins(plan: RunPlan) -> tuple[tuple[str, str], ...]:
+    """Modules outside optbench that define the optimizers and objective sources of ``plan``."""
+    modules = {REGISTRY[n].__module__ for n in (parse_spec(e.spec)[0] for e in plan.optimizers) if n in REGISTRY}
+    modules |= {SOURCES[o.source].__module__ for o in plan.suite.objectives if o.source in SOURCES}
+    out = []
+    for module in sorted(modules):
+        if module == "optbench" or module.startswith("optbench."):
+            continue
+        if module == "__main__":
+            raise ExecutorError("an optimizer or objective source of this run is defined in __main__; "
+                                "define it in an importable module to run it in worker processes")
+        file = getattr(sys.modules.get(module), "__file__", None)
+        root = ""
+        if file:
+            path = Path(file).resolve()
+            depth = module.count(".") + (path.name == "__init__.py")
+            root = str(path.parents[depth])
+        out.append((module, root))
+    return tuple(out)
+
+
+@contextlib.contextmanager
+def _exclusive(root: Path) -> Iterator[None]:
+    """Refuse a second driver writing to the same run directory at the same time."""
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks on this platform
+        yield
+        return
+    with open(root / ".lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(f"{root} is being written by another optbench run; wait for it or choose another --out") from None
+        yield
+
+
+def run_plan(plan: RunPlan, out: Path, *, show_progress: bool = True, executor: Executor | None = None) -> ResultsStore:
+    """Run every pending cell of ``plan`` into the store at ``out`` (with ``executor``,
+    default in-process); finished cells are written as they arrive, by this process only."""
+    executor = executor or InProcessExecutor()
     store = ResultsStore.create_or_resume(out, plan.config())
-    settings = plan.settings
+    with _exclusive(store.root):
+        return _run(plan, store, executor, show_progress)
+
+
+def _run(plan: RunPlan, store: ResultsStore, executor: Executor, show_progress: bool) -> ResultsStore:
     cells = plan.cells()
     pending = [c for c in cells if not store.has_cell(c[0], c[1].label, c[2])]
-    total = sum(plan.budget(e) for _, e, _ in pending)
+    tasks: list[ObjectiveTask | CellTask] = []
+    for entry in plan.suite.objectives:
+        mine = [CellTask(name, e, seed, plan.budget(e)) for name, e, seed in pending if name == entry.name]
+        if not store.objective_path(entry.name).exists():
+            tasks.append(ObjectiveTask(entry.name))
+        tasks.extend(mine)
+    suite = replace(plan.suite, directory=plan.suite.directory.resolve())
+    token = f"{config_hash(plan.config())}:{plan.settings['device']}:{suite.directory}"
+    ctx = GridContext(suite, dict(plan.settings), token)
+    if not isinstance(executor, InProcessExecutor):
+        ctx = replace(ctx, plugins=_plugins(plan))
+    if executor.remote_filesystem and tasks:
+        bundle = suite_bundle(suite.directory)
+        if bundle is not None:
+            ctx = replace(ctx, bundle=executor.share(bundle), bundle_digest=directory_digest(suite.directory))
+
+    total = sum(t.iterations for t in tasks if isinstance(t, CellTask))
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("iterations"), TimeElapsedColumn(), TimeRemainingColumn(), disable=not show_progress,
                         transient=False)
+    n_cells = sum(isinstance(t, CellTask) for t in tasks)
+    where = "" if isinstance(executor, InProcessExecutor) else f" on {executor.describe()}"
+    finished = 0
     with progress:
-        task = progress.add_task(f"{plan.suite.name}: {len(pending)}/{len(cells)} cells to run", total=total)
-        for entry in plan.suite.objectives:
-            mine = [c for c in pending if c[0] == entry.name]
-            if not mine and store.objective_path(entry.name).exists():
-                continue
-            built = build_objective(entry, plan.suite, settings)
-            obj = built.objective
-            store.save_objective(entry.name, objective_record(entry.name, built, obj.score(obj.initial_params())))
-            for _, opt_entry, seed in mine:
-                optimizer = make_optimizer(opt_entry.spec, **{**built.context,
-                                                               **resolve_context(dict(opt_entry.context), plan.suite)})
-                progress.update(task, description=f"{entry.name} · {opt_entry.label} · seed {seed}")
-                with torch.inference_mode(False):
-                    trace = run_optimizer(optimizer, obj, plan.budget(opt_entry), seed=seed,
-                                          score_at=settings["score_at"],
-                                          on_iteration=lambda t: progress.advance(task))
-                store.save_cell(entry.name, opt_entry.label, seed, trace,
-                                {"spec": opt_entry.spec, "settings": optimizer.settings(),
-                                 "amortized": optimizer.amortized, "stochastic": optimizer.stochastic})
-        progress.update(task, description=f"{plan.suite.name}: done")
+        bar = progress.add_task(f"{plan.suite.name}: {len(pending)}/{len(cells)} cells to run{where}", total=total)
+
+        def local_hook(i: int, task: ObjectiveTask | CellTask) -> Callable[[int], None] | None:
+            if isinstance(task, CellTask):
+                progress.update(bar, description=f"{task.objective} · {task.entry.label} · seed {task.seed}")
+            return lambda t: progress.advance(bar)
+
+        try:
+            with contextlib.closing(executor.run(compute_task, ctx, tasks, local_hook=local_hook)) as results:
+                for i, result in results:
+                    task = tasks[i]
+                    if isinstance(task, ObjectiveTask):
+                        store.save_objective(task.objective, result)
+                        continue
+                    trace, meta = result
+                    if store.has_cell(task.objective, task.entry.label, task.seed):
+                        continue  # never store a cell twice
+                    store.save_cell(task.objective, task.entry.label, task.seed, trace, meta)
+                    finished += 1
+                    if not executor.reports_iterations:
+                        progress.update(bar, advance=task.iterations,
+                                        description=f"{plan.suite.name}: {finished}/{n_cells} cells{where}")
+        finally:
+            if isinstance(executor, InProcessExecutor):
+                _BUILT.clear()
+        progress.update(bar, description=f"{plan.suite.name}: done")
     return store
+
+
+__all__ = ["CellTask", "ExecutorError", "GridContext", "ObjectiveTask", "RunPlan", "compute_task", "objective_record",
+           "plan_run", "run_plan"]
