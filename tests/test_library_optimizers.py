@@ -272,6 +272,6 @@ def test_ngopt_metamodel_runs(monkeypatch):
     calls = []
     learn = optimizerlib.learn_on_k_best
     monkeypatch.setattr(optimizerlib, "learn_on_k_best", lambda *a, **k: calls.append(1) or learn(*a, **k))
-    trace = run_optimizer(make_optimizer("nevergrad:NGOpt"), make_objective(), 8, seed=0)
+    trace = run_optimizer(make_optimizer("nevergrad:NGOpt"), make_objective(), 3, seed=0)
     assert calls, "the surrogate (learn_on_k_best) was never used"
     assert (trace.scores[-1] > trace.scores[0] + 0.5).all()
