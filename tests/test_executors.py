@@ -196,3 +196,15 @@ def test_bad_executor_options_give_one_line_errors(capsys, tmp_path):
     with pytest.raises(ExecutorError):
         make_executor("dask")
     assert isinstance(make_executor(), InProcessExecutor)
+
+
+def test_train_grid_trains_every_task_and_seed(tmp_path, capsys):
+    tiny = ["--steps", "200", "--random-steps", "150", "--batch-size", "16", "--hidden", "16,16",
+            "--model-pretrain-updates", "5", "--eval-every", "100000", "--eval-episodes", "1", "--quiet"]
+    out = tmp_path / "grid"
+    assert main(["train-grid", "--tasks", "InvertedPendulum-v5", "--seeds", "0,1", "--out", str(out), *tiny]) == 0
+    grid = json.loads((out / "grid.json").read_text())
+    assert [(a["task"], a["seed"], a["step"]) for a in grid["agents"]] == [("InvertedPendulum-v5", 0, 200),
+                                                                         ("InvertedPendulum-v5", 1, 200)]
+    assert (out / "InvertedPendulum-v5-direct-s1" / "checkpoint.safetensors").is_file()
+    assert main(["train-grid", "--tasks", "NoSuchTask-v9", "--out", str(out), *tiny]) == 2

@@ -21,29 +21,87 @@ def _threads(args) -> None:
         torch.set_num_threads(int(args.threads))
 
 
-def cmd_train(args) -> int:
-    _threads(args)
-    from optbench.agents.sac import SACConfig
-    from optbench.agents.trainer import Trainer
+OVERRIDES = ("gamma", "tau", "lr", "batch_size", "buffer_size", "random_steps", "beta_train", "beta_act", "iterations",
+             "grad_samples", "checkpoint_every", "eval_every", "eval_episodes", "log_every", "model_pretrain_updates")
 
-    overrides = {k: getattr(args, k) for k in ("gamma", "tau", "lr", "batch_size", "buffer_size", "random_steps",
-                                              "beta_train", "beta_act", "iterations", "grad_samples",
-                                              "checkpoint_every", "eval_every", "eval_episodes", "log_every",
-                                              "model_pretrain_updates")
-                 if getattr(args, k) is not None}
+
+def _config_kwargs(args) -> dict:
+    """SACConfig fields given on the command line (all but task and seed)."""
+    overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
     if args.hidden:
         try:
             overrides["hidden"] = tuple(int(h) for h in args.hidden.split(","))
         except ValueError:
             raise ValueError(f"--hidden must be comma-separated integers, got {args.hidden!r}") from None
-    cfg = SACConfig(task=args.task, policy=args.policy, steps=args.steps, seed=args.seed,
-                    models=not args.no_models, **overrides)
+    return {"policy": args.policy, "steps": args.steps, "models": not args.no_models, **overrides}
+
+
+def cmd_train(args) -> int:
+    _threads(args)
+    from optbench.agents.sac import SACConfig
+    from optbench.agents.trainer import Trainer
+
+    cfg = SACConfig(task=args.task, seed=args.seed, **_config_kwargs(args))
     trainer = Trainer(cfg, args.out, progress=not args.quiet)
     res = trainer.train()
     ev = res.last_eval
     evs = f"{ev['mean']:.1f} ± {ev['std']:.1f} over {ev['episodes']} episodes" if ev else "n/a"
     print(f"done: {cfg.task}/{cfg.policy} seed {cfg.seed}: {res.step} steps, {res.episodes} episodes, "
           f"eval return {evs}; checkpoint {trainer.ckpt_path}")
+    return 0
+
+
+def train_one(ctx: dict, task: tuple[str, int], on_iteration=None) -> dict:
+    """One agent of a training grid (run by an executor, in any process): train, or resume
+    from the checkpoint its directory holds, and return a summary. A retried task resumes."""
+    from optbench.agents.sac import SACConfig
+    from optbench.agents.trainer import Trainer
+
+    name, seed = task
+    cfg = SACConfig(task=name, seed=seed, **ctx["config"])
+    out = f"{ctx['out']}/{name}-{cfg.policy}-s{seed}"
+    local = on_iteration is not None  # in-process: the trainer's own progress output
+    res = Trainer(cfg, out, progress=local and not ctx["quiet"], echo=print if local else (lambda *a, **k: None)).train()
+    return {"task": name, "policy": cfg.policy, "seed": seed, "out": out, "step": res.step,
+            "episodes": res.episodes, "eval": res.last_eval, "updates_per_s": res.updates_per_s}
+
+
+def cmd_train_grid(args) -> int:
+    from pathlib import Path
+
+    from optbench.agents.envs import make_env
+    from optbench.cli import UserError
+    from optbench.cli.run_commands import executor_from_args
+    from optbench.runner.executors import ExecutorError
+    from optbench.runner.store import atomic_write_json
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if not tasks:
+        raise UserError("--tasks needs at least one task, e.g. Hopper-v5,HalfCheetah-v5")
+    for t in tasks:  # fail before any work on an unknown task
+        make_env(t).close()
+    seeds = args.seeds
+    out = Path(args.out).expanduser().resolve()
+    ctx = {"config": _config_kwargs(args), "out": str(out), "quiet": args.quiet}
+    grid = [(t, s) for t in tasks for s in seeds]
+    summary = []
+    with executor_from_args(args) as executor:
+        if args.executor != "inprocess":
+            print(f"training {len(grid)} agents on {executor.describe()}")
+        else:
+            _threads(args)
+        try:
+            for _, res in executor.run(train_one, ctx, grid, local_hook=lambda i, t: (lambda it: None)):
+                ev = res["eval"]
+                evs = f"{ev['mean']:.1f} ± {ev['std']:.1f}" if ev else "n/a"
+                print(f"done: {res['task']}/{res['policy']} seed {res['seed']}: {res['step']} steps, "
+                      f"eval return {evs}; {res['out']}", flush=True)
+                summary.append(res)
+        except ExecutorError as exc:
+            raise UserError(f"{exc}; finished agents are saved, re-run the same command to resume") from None
+    summary.sort(key=lambda r: (r["task"], r["seed"]))
+    atomic_write_json(out / "grid.json", {"config": ctx["config"], "agents": summary})
+    print(f"{len(summary)} agents in {out} (summary: {out / 'grid.json'})")
     return 0
 
 
@@ -87,20 +145,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register the trainer's sub-commands."""
     p = sub.add_parser("train", help="train a SAC agent (direct or iterative policy); re-run to resume")
     p.add_argument("--task", required=True, help="gymnasium task id, e.g. HalfCheetah-v5")
-    p.add_argument("--policy", choices=["direct", "iterative"], default="direct")
-    p.add_argument("--steps", type=int, default=1_000_000, help="total environment steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output directory (checkpoint, logs); resumed if it holds a run")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    p.add_argument("--no-models", action="store_true", help="do not train the dynamics/reward models")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("--hidden", default=None, help="hidden sizes of every network, e.g. 256,256 (default)")
-    for name, typ in (("gamma", float), ("tau", float), ("lr", float), ("batch-size", int), ("buffer-size", int),
-                      ("random-steps", int), ("beta-train", float), ("beta-act", float), ("iterations", int),
-                      ("grad-samples", int), ("checkpoint-every", int), ("eval-every", int),
-                      ("eval-episodes", int), ("log-every", int), ("model-pretrain-updates", int)):
-        p.add_argument(f"--{name}", type=typ, default=None, help="override the default (SPEC §3)")
+    _training_options(p)
     p.set_defaults(func=cmd_train)
+
+    from optbench.cli.run_commands import _int_list, add_executor_options
+
+    p = sub.add_parser("train-grid", help="train agents for tasks × seeds through an executor; re-run to resume",
+                       description="Train one agent per (task, seed) into OUT/TASK-POLICY-sSEED, in-process or "
+                       "on local processes or Ray (--executor); each agent resumes from its checkpoint, so a "
+                       "retried or re-run agent continues where it stopped.")
+    p.add_argument("--tasks", required=True, help="comma-separated gymnasium task ids, e.g. Hopper-v5,HalfCheetah-v5")
+    p.add_argument("--seeds", type=_int_list, default=[0], help="seeds, e.g. 0,1,2 or 0..4 (default 0)")
+    p.add_argument("--out", required=True, help="directory of the agents' run directories and grid.json")
+    _training_options(p)
+    add_executor_options(p, what="agents")
+    p.set_defaults(func=cmd_train_grid)
 
     p = sub.add_parser("evaluate", help="deterministic evaluation episodes of a checkpoint")
     p.add_argument("checkpoint", help="checkpoint file or training output directory")
@@ -122,6 +183,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing package directory")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=cmd_export)
+
+
+def _training_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policy", choices=["direct", "iterative"], default="direct")
+    p.add_argument("--steps", type=int, default=1_000_000, help="total environment steps")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (per worker under an executor; default 1)")
+    p.add_argument("--no-models", action="store_true", help="do not train the dynamics/reward models")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--hidden", default=None, help="hidden sizes of every network, e.g. 256,256 (default)")
+    for name, typ in (("gamma", float), ("tau", float), ("lr", float), ("batch-size", int), ("buffer-size", int),
+                      ("random-steps", int), ("beta-train", float), ("beta-act", float), ("iterations", int),
+                      ("grad-samples", int), ("checkpoint-every", int), ("eval-every", int),
+                      ("eval-episodes", int), ("log-every", int), ("model-pretrain-updates", int)):
+        p.add_argument(f"--{name}", type=typ, default=None, help="override the default (SPEC §3)")
 
 
 def main(argv: list[str] | None = None) -> int:
