@@ -64,9 +64,7 @@ class DirectAmortized(PolicyOptimizer):
         if kwargs:
             raise OptimizerError(f"direct takes no settings besides package, got {sorted(kwargs)}")
         settings = {"package": path} if path else {}
-        opt = cls(pkg.direct, **settings)
-        opt.source = pkg.name
-        return opt
+        return cls(pkg.direct, agent=pkg.name, **settings)
 
     def iterate(self, objective: PolicyObjective, start: Tensor, iterations: int,
                 generator: torch.Generator) -> Iterator[Tensor | Iterate]:
@@ -112,9 +110,7 @@ class IterativeAmortized(PolicyOptimizer):
         kwargs.setdefault("iterations_trained", arch.get("iterations_trained"))
         if path:
             kwargs["package"] = path
-        opt = cls(pkg.iterative, **kwargs)
-        opt.source = pkg.name
-        return opt
+        return cls(pkg.iterative, agent=pkg.name, **kwargs)
 
     def iterate(self, objective: PolicyObjective, start: Tensor, iterations: int,
                 generator: torch.Generator) -> Iterator[Tensor | Iterate]:

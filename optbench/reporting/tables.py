@@ -91,6 +91,18 @@ def print_run(store: ResultsStore, console: Console | None = None) -> None:
                   f" · {store.root}")
     for obj, known, summaries in objective_summaries(store):
         console.print(objective_table(obj, known, summaries))
+    for table in question_tables(store):
+        console.print(table)
+
+
+def question_tables(store: ResultsStore) -> list[Table]:
+    """The paper-question tables the run's suite asks for (``tables = [...]`` in suite.toml)."""
+    import tomllib
+
+    from optbench.reporting.paper_tables import PAPER_TABLES
+
+    wanted = tomllib.loads(store.run_info["config"]["suite_file"]).get("tables", [])
+    return [t for name in wanted if name in PAPER_TABLES for t in PAPER_TABLES[name](store)]
 
 
 def markdown_table(table: Table) -> str:
@@ -116,4 +128,5 @@ def markdown_run(store: ResultsStore) -> str:
     head = (f"# {cfg['suite']}: results\n\nSettings: {json.dumps({k: v for k, v in cfg['settings'].items() if v is not None})}"
             f"\n\nMachine: {env['cpu']} ({env['cores']} cores, {env['torch_threads']} torch threads), "
             f"torch {env['versions']['torch']}, Python {env['python']}.\n\n")
-    return head + "\n".join(markdown_table(objective_table(*s)) for s in objective_summaries(store))
+    tables = [objective_table(*s) for s in objective_summaries(store)] + question_tables(store)
+    return head + "\n".join(markdown_table(t) for t in tables)

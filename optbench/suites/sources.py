@@ -114,7 +114,7 @@ def build_package(entry: ObjectiveEntry, suite: Suite, settings: dict[str, Any])
                               n_states=settings["states"], score_samples=settings["score_samples"],
                               score_seed=settings["score_seed"], device=settings["device"])
     objective.name = entry.name
-    info = {"task": pkg.task, "package": str(f["package"]), "alpha": pkg.alpha,
+    info = {"task": pkg.task, "agent": pkg.name, "package": str(f["package"]), "alpha": pkg.alpha,
             "training_steps": pkg.meta.get("training", {}).get("steps"),
             "eval_return": pkg.meta.get("evaluation")}
     return BuiltObjective(objective, context={"package": pkg}, info=info)

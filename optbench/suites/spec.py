@@ -167,8 +167,10 @@ def parse_suite(raw: dict[str, Any], path: Path) -> Suite:
     if len(set(labels)) != len(labels):
         raise fail(f"optimizer labels must be unique, got {labels}")
     tables = raw.get("tables", [])
-    if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables):
-        raise fail("'tables' must be a list of table names")
+    from optbench.reporting.paper_tables import PAPER_TABLES
+
+    if not isinstance(tables, list) or not all(isinstance(t, str) and t in PAPER_TABLES for t in tables):
+        raise fail(f"'tables' must be a list of table names from {sorted(PAPER_TABLES)}")
     return Suite(raw["name"], str(raw.get("description", "")), path.parent, tuple(objectives), tuple(optimizers),
                  settings, quick, tuple(tables))
 
