@@ -18,6 +18,7 @@ import math
 from typing import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -38,7 +39,19 @@ class GaussianMLP(nn.Module):
         self.log_std = nn.Parameter(torch.zeros(out_dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        # = self.net(x), without per-module call overhead; activations in place on fresh outputs
+        fresh = False
+        for m in self.net:
+            kind = type(m)
+            if kind is nn.Linear:
+                x, fresh = F.linear(x, m.weight, m.bias), True
+            elif kind is nn.LayerNorm:
+                x, fresh = F.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps), True
+            elif kind is nn.LeakyReLU and fresh:
+                x = F.leaky_relu_(x, m.negative_slope)
+            else:
+                x, fresh = m(x), False
+        return x
 
     def nll(self, x: Tensor, target: Tensor) -> Tensor:
         """Mean Gaussian negative log-likelihood per example (summed over output dims)."""
@@ -84,6 +97,13 @@ class RewardModel(nn.Module):
     def architecture(self) -> dict:
         return {"kind": "reward", "hidden": list(self.mean.hidden), "activation": "leaky_relu", "layer_norm": True,
                 "state_dim": self.state_dim, "action_dim": self.action_dim}
+
+
+def model_loss(dynamics: DynamicsModel, reward: RewardModel, states: Tensor, actions: Tensor, rewards: Tensor,
+               next_states: Tensor) -> Tensor:
+    """``dynamics.loss(s, a, s') + reward.loss(s, a, r)``, with the input ``[s, a]`` built once."""
+    x = torch.cat([states, actions], -1)
+    return dynamics.delta.nll(x, next_states - states) + reward.mean.nll(x, rewards.unsqueeze(-1))
 
 
 def retrace_estimate(states: Tensor, actions: Tensor, *, q_fn: Callable[[Tensor, Tensor], Tensor],

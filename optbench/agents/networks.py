@@ -50,6 +50,25 @@ def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Seque
     return nn.Sequential(*layers)
 
 
+def _relu_trunk(trunk: nn.Sequential, x: Tensor) -> Tensor:
+    """``trunk(x)`` for a stack of ``Linear``/``ReLU`` modules: the same products, with the ReLUs
+    applied in place to each fresh linear output and no per-module call overhead."""
+    fresh = False  # x is a new tensor made here (safe to overwrite)
+    for m in trunk:
+        if type(m) is nn.Linear:
+            x, fresh = F.linear(x, m.weight, m.bias), True
+        elif type(m) is nn.ReLU and fresh:
+            x = x.relu_()
+        else:
+            x, fresh = m(x), False
+    return x
+
+
+def _clamped(out: Tensor) -> tuple[Tensor, Tensor]:
+    mu, log_std = split_params(out)
+    return mu, soft_clamp(log_std)
+
+
 class DirectActor(nn.Module):
     """SAC actor: 2×256 ReLU trunk, linear heads for ``μ`` and ``log σ`` (soft-clamped)."""
 
@@ -63,8 +82,7 @@ class DirectActor(nn.Module):
         self.head = nn.Linear(self.hidden[-1], 2 * action_dim)
 
     def forward(self, states: Tensor) -> Tensor:
-        mu, log_std = split_params(self.head(self.trunk(states)))
-        return join_params(mu, soft_clamp(log_std))
+        return join_params(*_clamped(self.head(_relu_trunk(self.trunk, states))))
 
     def architecture(self) -> dict:
         return {"kind": self.kind, "state_dim": self.state_dim, "action_dim": self.action_dim,

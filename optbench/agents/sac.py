@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from optbench.agents.checkpoint import optimizer_from_tensors, optimizer_to_tensors
-from optbench.agents.models import DynamicsModel, RewardModel
+from optbench.agents.models import DynamicsModel, RewardModel, model_loss
 from optbench.agents.networks import DirectActor, IterativeOptimizerNet
 from optbench.objectives.distributions import LOG2, sample_tanh_gaussian, split_params
 from optbench.objectives.q_functions import QEnsemble, pessimistic_value
@@ -138,6 +138,123 @@ def td_target(reward: Tensor, terminated: Tensor, v_next: Tensor, gamma: float) 
     return reward + gamma * (1.0 - terminated) * v_next
 
 
+def q_values(q, states: Tensor, actions: Tensor) -> Tensor:
+    """``q(states [N, S], actions [N, M, A]) -> [E, N, M]``, the fast path for a :class:`QEnsemble`.
+
+    Same products as ``QEnsemble.forward`` (up to float summation order), with less overhead
+    on CPU: for ``M = 1`` the first layer takes ``[s, a]`` in one batched product; ReLUs run
+    in place on fresh outputs; the last layer (one output unit) is a multiply-and-sum, which
+    on CPU is ~5x cheaper than a batched matrix-vector product and its backward (outer
+    product) ~10x cheaper. Any other Q function is simply called.
+    """
+    if type(q) is not QEnsemble:
+        return q(states, actions)
+    W, b = q.weights, q.biases
+    E = q.ensemble_size
+    N, M, A = actions.shape
+    if M == 1:
+        x = torch.cat([states, actions.reshape(N, A)], -1)
+        h = torch.baddbmm(b[0], x.expand(E, N, -1), W[0]).relu_()
+    else:
+        S = q.state_dim
+        hs = torch.baddbmm(b[0], states.expand(E, N, S), W[0][:, :S])  # state block once per state
+        ha = torch.bmm(actions.reshape(1, N * M, A).expand(E, -1, -1), W[0][:, S:])
+        h = (ha.view(E, N, M, -1) + hs.unsqueeze(2)).relu_().view(E, N * M, -1)
+    n_layers = len(W)
+    for k in range(1, n_layers - 1):
+        h = torch.baddbmm(b[k], h, W[k]).relu_()
+    out = (h * W[n_layers - 1].view(E, 1, -1)).sum(-1) + b[n_layers - 1].view(E, 1)
+    return out.view(E, N, M)
+
+
+def q_pairs(q, states: Tensor, actions: Tensor) -> Tensor:
+    """Per-pair ``states [N, S]``, ``actions [N, A]`` -> ``[E, N]`` (see :func:`q_values`)."""
+    return q_values(q, states, actions.unsqueeze(1)).squeeze(-1)
+
+
+class AdamSteps:
+    """One fused Adam kernel call for the parameters of several ``torch.optim.Adam`` optimizers.
+
+    Exactly what each optimizer's own ``step()`` computes with ``fused=True`` (the same
+    ``torch._fused_adam_`` kernel on the same state tensors, which stay in the optimizers,
+    so checkpoints are unchanged), without the per-call Python overhead of ``step()``; the
+    optimizers must share their hyperparameters. Falls back to the optimizers' own
+    ``step()`` whenever the fast path does not apply exactly: a group that is not fused or
+    that has amsgrad/maximize/non-float lr, a parameter without gradient, a state not yet
+    created (the first step creates it), a missing private kernel.
+    """
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer]):
+        self.optimizers = optimizers
+        self._cache: tuple | None = None
+
+    def reset(self) -> None:
+        """Forget cached state tensors (call after ``load_state_dict`` of any optimizer)."""
+        self._cache = None
+
+    def _build(self) -> tuple | None:
+        if not hasattr(torch, "_fused_adam_"):
+            return None
+        hyper = None
+        params, exp_avgs, exp_avg_sqs, steps = [], [], [], []
+        for opt in self.optimizers:
+            if type(opt) is not torch.optim.Adam:
+                return None
+            for group in opt.param_groups:
+                h = (group["lr"], tuple(group["betas"]), group["eps"], group["weight_decay"])
+                if (not group.get("fused") or group.get("amsgrad") or group.get("maximize")
+                        or group.get("capturable") or group.get("differentiable")
+                        or group.get("decoupled_weight_decay") or not isinstance(group["lr"], float)
+                        or (hyper is not None and h != hyper)):
+                    return None
+                hyper = h
+                for p in group["params"]:
+                    st = opt.state.get(p)
+                    if not st or "exp_avg" not in st:
+                        return None
+                    params.append(p)
+                    exp_avgs.append(st["exp_avg"])
+                    exp_avg_sqs.append(st["exp_avg_sq"])
+                    steps.append(st["step"])
+        if not params or any(t.device.type != "cpu" or t.dtype != torch.float32 for t in params):
+            return None
+        return params, exp_avgs, exp_avg_sqs, steps, hyper
+
+    def _valid(self, cache: tuple) -> bool:
+        """The cached tensors are still the optimizers' own (no ``load_state_dict`` or edit since)."""
+        params, exp_avgs, _, steps, hyper = cache
+        i = 0
+        for opt in self.optimizers:
+            for group in opt.param_groups:
+                if group["lr"] != hyper[0] or not group.get("fused"):
+                    return False
+                for p in group["params"]:
+                    st = opt.state.get(p)
+                    if (i >= len(params) or params[i] is not p or not st or st.get("exp_avg") is not exp_avgs[i]
+                            or st.get("step") is not steps[i]):
+                        return False
+                    i += 1
+        return i == len(params)
+
+    def step(self) -> None:
+        cache = self._cache
+        if cache is None or not self._valid(cache):
+            cache = self._cache = self._build()
+        if cache is not None:
+            params, exp_avgs, exp_avg_sqs, steps, (lr, (beta1, beta2), eps, wd) = cache
+            grads = [p.grad for p in params]
+            if all(g is not None for g in grads):
+                # = torch.optim.adam._fused_adam for one device/dtype group
+                torch._foreach_add_(steps, 1)
+                torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=lr,
+                                   beta1=beta1, beta2=beta2, weight_decay=wd, eps=eps, maximize=False,
+                                   grad_scale=None, found_inf=None)
+                return
+        for opt in self.optimizers:
+            opt.step()
+        self._cache = None
+
+
 @dataclass
 class UpdateStats:
     q_loss: float = 0.0
@@ -179,6 +296,19 @@ class SACAgent:
             self.optimizers["models"] = adam([*self.dynamics.parameters(), *self.reward.parameters()])
         self._q_params = list(self.q.parameters())
         self._q_target_params = list(self.q_target.parameters())
+        self._actor_params = list(self.actor.parameters())
+        self._model_params = [*self.dynamics.parameters(), *self.reward.parameters()] if cfg.models else []
+        # Adam steps grouped into one fused kernel call each (same state tensors as self.optimizers):
+        # direct: the critic's step must precede the actor loss (which reads the updated critic);
+        # actor, α and models step together after it. Iterative: every step at the end of the update.
+        opts = self.optimizers
+        if cfg.policy == "direct":
+            self._steps = {"q": AdamSteps([opts["q"]]),
+                           "rest": AdamSteps([opts[k] for k in ("actor", "alpha", "models") if k in opts])}
+        else:
+            self._steps = {"all": AdamSteps([opts[k] for k in ("actor", "q", "alpha", "distilled", "models")
+                                             if k in opts])}
+        self._model_steps = AdamSteps([opts["models"]]) if cfg.models else None
         self.updates = 0
         self.model_updates = 0
 
@@ -202,7 +332,7 @@ class SACAgent:
             mu, log_std = split_params(lam.unsqueeze(1))
             eps = torch.randn(len(lam), n, self.action_dim)
             actions, log_prob = sample_tanh_gaussian(mu, log_std, eps)
-            q = self.q_target(states, actions)  # [E, N, n]; no parameter of Q requires grad
+            q = q_values(self.q_target, states, actions)  # [E, N, n]; no parameter of Q requires grad
             value = soft_value(q, log_prob, self.alpha, beta, self.action_dim).mean(-1)
             (grad,) = torch.autograd.grad(value.sum(), lam)
         return value.detach(), grad
@@ -251,36 +381,50 @@ class SACAgent:
         return a[0].numpy().astype(np.float64)
 
     # ------------------------------------------------------------------ updates
-    def update_models(self, batch) -> float:
+    def _model_loss_backward(self, batch) -> Tensor:
+        """Model likelihood loss on a batch; its gradient is left in the models' ``.grad``."""
         obs, act, rew, next_obs, _ = batch
-        loss = self.dynamics.loss(obs, act, next_obs) + self.reward.loss(obs, act, rew)
-        opt = self.optimizers["models"]
-        opt.zero_grad(set_to_none=True)
+        for p in self._model_params:
+            p.grad = None
+        loss = model_loss(self.dynamics, self.reward, obs, act, rew, next_obs)
         loss.backward()
-        opt.step()
         self.model_updates += 1
-        return float(loss.detach())
+        return loss.detach()
+
+    def update_models(self, batch) -> float:
+        """One model update alone (the pre-training phase)."""
+        loss = self._model_loss_backward(batch)
+        self._model_steps.step()
+        return float(loss)
 
     def update(self, batch) -> UpdateStats:
-        """One SAC update on a batch ``(obs, action, reward, next_obs, terminated)``."""
+        """One SAC update on a batch ``(obs, action, reward, next_obs, terminated)``.
+
+        Order of computation (and of random draws): target ``V(s')``, critic step, then the
+        actor loss through the updated critic (direct; the iterative optimizer is trained
+        before the critic, on the critic-independent target ensemble), temperature,
+        distillation, models, Polyak averaging. Adam steps that nothing in between depends on
+        are applied together (:class:`AdamSteps`); every loss is that of the reference
+        formulation, and scalars are read out once at the end.
+        """
         cfg, A = self.cfg, self.action_dim
         obs, act, rew, next_obs, term = batch
         alpha = self.alpha
-        stats = UpdateStats(alpha=float(alpha))
+        stats = UpdateStats()
         B = len(obs)
+        out: dict[str, Tensor] = {"alpha": alpha.reshape(())}
 
-        # ---- policy: target V(s') and the policy update
+        # ---- policy: target V(s') and (iterative) the optimizer's gradient
         if cfg.policy == "direct":
             with torch.no_grad():
                 mu, log_std = split_params(self.actor(next_obs))
                 a_next, logp_next = sample_tanh_gaussian(mu, log_std, torch.randn_like(mu))
-                v_next = soft_value(self.q_target.pairs(next_obs, a_next), logp_next, alpha, cfg.beta_train, A)
+                v_next = soft_value(q_pairs(self.q_target, next_obs, a_next), logp_next, alpha, cfg.beta_train, A)
         else:
-            opt = self.optimizers["actor"]
-            opt.zero_grad(set_to_none=True)
+            for p in self._actor_params:
+                p.grad = None
             both = torch.cat([obs, next_obs])
-            lam_both, j_both, curve = self.iterate(both, cfg.beta_train, train=True)
-            opt.step()
+            lam_both, j_both, curve = self.iterate(both, cfg.beta_train, train=True)  # gradient into .grad
             v_next = j_both[B:]
             lam_obs = lam_both[:B]
             stats.actor_loss = -sum(curve) / len(curve)
@@ -289,25 +433,24 @@ class SACAgent:
         # ---- critic
         with torch.no_grad():
             y = td_target(rew, term, v_next, cfg.gamma)
-        q_pred = self.q.pairs(obs, act)  # [E, B]
+        q_pred = q_pairs(self.q, obs, act)  # [E, B]
         q_loss = 0.5 * (q_pred - y).pow(2).mean(1).sum()
-        opt = self.optimizers["q"]
-        opt.zero_grad(set_to_none=True)
+        for p in self._q_params:
+            p.grad = None
         q_loss.backward()
-        opt.step()
-        stats.q_loss = float(q_loss.detach())
+        out["q_loss"] = q_loss.detach()
 
-        # ---- direct actor (after the critic, as in CleanRL) / entropy of the iterative policy
+        # ---- direct actor (after the critic step, as in CleanRL) / entropy of the iterative policy
         if cfg.policy == "direct":
+            self._steps["q"].step()
             lam_obs = self.actor(obs)
             mu, log_std = split_params(lam_obs)
             a, logp = sample_tanh_gaussian(mu, log_std, torch.randn_like(mu))
-            actor_loss = -soft_value(self.q.pairs(obs, a), logp, alpha, cfg.beta_train, A).mean()
-            opt = self.optimizers["actor"]
-            opt.zero_grad(set_to_none=True)
-            actor_loss.backward(inputs=list(self.actor.parameters()))  # no gradient computed for Q
-            opt.step()
-            stats.actor_loss = float(actor_loss.detach())
+            actor_loss = -soft_value(q_pairs(self.q, obs, a), logp, alpha, cfg.beta_train, A).mean()
+            for p in self._actor_params:
+                p.grad = None
+            actor_loss.backward(inputs=self._actor_params)  # no gradient computed for Q
+            out["actor_loss"] = actor_loss.detach()
             logp = logp.detach()
         else:
             with torch.no_grad():
@@ -315,31 +458,31 @@ class SACAgent:
                 _, logp = sample_tanh_gaussian(mu, log_std, torch.randn_like(mu))
 
         # ---- temperature: drive the policy entropy E[−log π] to the target −|A|
-        alpha_loss = -(self.log_alpha * (logp + self.target_entropy)).mean()
-        opt = self.optimizers["alpha"]
-        opt.zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        opt.step()
-        stats.alpha_loss = float(alpha_loss.detach())
-        stats.entropy = float(-logp.mean())
+        # loss −mean(log α · (log π + target)); its gradient w.r.t. log α, written directly
+        c = logp + self.target_entropy
+        self.log_alpha.grad = -c.mean().reshape(1)
+        out["alpha_loss"] = -(self.log_alpha.detach() * c).mean()
+        out["entropy"] = -logp.mean()
 
         # ---- distilled direct rollout policy (iterative + models): min KL(π_it ‖ π_dir)
         if self.distilled is not None:
             kl = gaussian_kl(lam_obs.detach(), self.distilled(obs)).mean()
-            opt = self.optimizers["distilled"]
-            opt.zero_grad(set_to_none=True)
+            for p in self.distilled.parameters():
+                p.grad = None
             kl.backward()
-            opt.step()
-            stats.distill_loss = float(kl.detach())
+            out["distill_loss"] = kl.detach()
 
         # ---- models
         if cfg.models:
-            stats.model_loss = self.update_models(batch)
+            out["model_loss"] = self._model_loss_backward(batch)
 
-        # ---- Polyak averaging of the target ensemble
+        # ---- the remaining Adam steps, then Polyak averaging of the target ensemble
+        self._steps["rest" if cfg.policy == "direct" else "all"].step()
         with torch.no_grad():
             torch._foreach_lerp_(self._q_target_params, self._q_params, cfg.tau)
         self.updates += 1
+        for k, v in zip(out, torch.stack(list(out.values())).tolist()):
+            setattr(stats, k, v)
         return stats
 
     # ------------------------------------------------------------------ persistence
@@ -370,6 +513,17 @@ class SACAgent:
             return
         for name, opt in self.optimizers.items():
             optimizer_from_tensors(name, opt, tensors, meta["optimizers"][name])
+            for group in opt.param_groups:  # checkpoints of the foreach era: continue with the fused kernel
+                if not group.get("fused") and not (group.get("amsgrad") or group.get("maximize")
+                                                   or group.get("capturable") or group.get("differentiable")):
+                    group["fused"], group["foreach"] = True, None
+                    for p in group["params"]:
+                        st = opt.state.get(p)
+                        if st and torch.is_tensor(st.get("step")):
+                            st["step"] = st["step"].to(dtype=torch.float32, device=p.device)
+        for steps in [*self._steps.values(), self._model_steps]:
+            if steps is not None:
+                steps.reset()
         self.updates = int(meta.get("updates", 0))
         self.model_updates = int(meta.get("model_updates", 0))
 
