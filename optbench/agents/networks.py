@@ -64,11 +64,6 @@ def _relu_trunk(trunk: nn.Sequential, x: Tensor) -> Tensor:
     return x
 
 
-def _clamped(out: Tensor) -> tuple[Tensor, Tensor]:
-    mu, log_std = split_params(out)
-    return mu, soft_clamp(log_std)
-
-
 class DirectActor(nn.Module):
     """SAC actor: 2×256 ReLU trunk, linear heads for ``μ`` and ``log σ`` (soft-clamped)."""
 
@@ -82,7 +77,12 @@ class DirectActor(nn.Module):
         self.head = nn.Linear(self.hidden[-1], 2 * action_dim)
 
     def forward(self, states: Tensor) -> Tensor:
-        return join_params(*_clamped(self.head(_relu_trunk(self.trunk, states))))
+        return join_params(*self.mu_log_std(states))
+
+    def mu_log_std(self, states: Tensor) -> tuple[Tensor, Tensor]:
+        """``split_params(self(states))`` without joining and splitting again."""
+        mu, log_std = split_params(self.head(_relu_trunk(self.trunk, states)))
+        return mu, soft_clamp(log_std)
 
     def architecture(self) -> dict:
         return {"kind": self.kind, "state_dim": self.state_dim, "action_dim": self.action_dim,
@@ -126,7 +126,7 @@ class IterativeOptimizerNet(nn.Module):
 
     def forward(self, states: Tensor, lam: Tensor, grad: Tensor) -> Tensor:
         """One gated update: returns the new ``λ`` (differentiable w.r.t. φ only)."""
-        h = self.trunk(self.features(states, lam, grad))
+        h = _relu_trunk(self.trunk, self.features(states, lam, grad))
         delta = self.update_head(h)
         gate = torch.sigmoid(self.gate_head(h))
         return gated_update(lam.detach(), delta, gate)

@@ -29,6 +29,7 @@ Measured update costs and the choice of ``grad_samples`` are in :data:`GRAD_SAMP
 from __future__ import annotations
 
 import copy
+import weakref
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -138,38 +139,57 @@ def td_target(reward: Tensor, terminated: Tensor, v_next: Tensor, gamma: float) 
     return reward + gamma * (1.0 - terminated) * v_next
 
 
+_LAYERS: "weakref.WeakKeyDictionary[QEnsemble, tuple[list, list]]" = weakref.WeakKeyDictionary()
+
+
 def q_values(q, states: Tensor, actions: Tensor) -> Tensor:
     """``q(states [N, S], actions [N, M, A]) -> [E, N, M]``, the fast path for a :class:`QEnsemble`.
 
     Same products as ``QEnsemble.forward`` (up to float summation order), with less overhead
-    on CPU: for ``M = 1`` the first layer takes ``[s, a]`` in one batched product; ReLUs run
-    in place on fresh outputs; the last layer (one output unit) is a multiply-and-sum, which
-    on CPU is ~5x cheaper than a batched matrix-vector product and its backward (outer
-    product) ~10x cheaper. Any other Q function is simply called.
+    on CPU: ReLUs run in place on fresh outputs, and the last layer (one output unit) is a
+    multiply-and-sum, which on CPU is ~5x cheaper than a batched matrix-vector product and
+    its backward (an outer product) ~10x cheaper. Any other Q function is simply called.
     """
     if type(q) is not QEnsemble:
         return q(states, actions)
-    W, b = q.weights, q.biases
-    E = q.ensemble_size
     N, M, A = actions.shape
     if M == 1:
-        x = torch.cat([states, actions.reshape(N, A)], -1)
-        h = torch.baddbmm(b[0], x.expand(E, N, -1), W[0]).relu_()
-    else:
-        S = q.state_dim
-        hs = torch.baddbmm(b[0], states.expand(E, N, S), W[0][:, :S])  # state block once per state
-        ha = torch.bmm(actions.reshape(1, N * M, A).expand(E, -1, -1), W[0][:, S:])
-        h = (ha.view(E, N, M, -1) + hs.unsqueeze(2)).relu_().view(E, N * M, -1)
-    n_layers = len(W)
-    for k in range(1, n_layers - 1):
-        h = torch.baddbmm(b[k], h, W[k]).relu_()
-    out = (h * W[n_layers - 1].view(E, 1, -1)).sum(-1) + b[n_layers - 1].view(E, 1)
-    return out.view(E, N, M)
+        return q_pairs(q, states, actions.reshape(N, A)).unsqueeze(-1)
+    W, b = _layers(q)
+    E, S = q.ensemble_size, q.state_dim
+    hs = torch.baddbmm(b[0], states.expand(E, N, S), W[0][:, :S])  # state block once per state
+    ha = torch.bmm(actions.reshape(1, N * M, A).expand(E, -1, -1), W[0][:, S:])
+    h = (ha.view(E, N, M, -1) + hs.unsqueeze(2)).relu_().view(E, N * M, -1)
+    return _q_tail(W, b, h).view(E, N, M)
 
 
 def q_pairs(q, states: Tensor, actions: Tensor) -> Tensor:
-    """Per-pair ``states [N, S]``, ``actions [N, A]`` -> ``[E, N]`` (see :func:`q_values`)."""
-    return q_values(q, states, actions.unsqueeze(1)).squeeze(-1)
+    """Per-pair ``states [N, S]``, ``actions [N, A]`` -> ``[E, N]`` (SAC updates; see :func:`q_values`).
+
+    For a :class:`QEnsemble` the first layer takes ``[s, a]`` in one batched product.
+    """
+    if type(q) is not QEnsemble:
+        return q(states, actions.unsqueeze(1)).squeeze(-1)
+    W, b = _layers(q)
+    x = torch.cat([states, actions], -1)
+    h = torch.baddbmm(b[0], x.expand(q.ensemble_size, -1, -1), W[0]).relu_()
+    return _q_tail(W, b, h)
+
+
+def _layers(q: QEnsemble) -> tuple[list[Tensor], list[Tensor]]:
+    layers = _LAYERS.get(q)
+    if layers is None or len(layers[0]) != len(q.weights):
+        layers = _LAYERS[q] = (list(q.weights), list(q.biases))  # the Parameter objects (updated in place)
+    return layers
+
+
+def _q_tail(W: list[Tensor], b: list[Tensor], h: Tensor) -> Tensor:
+    """Hidden layers after the first and the one-unit output layer: ``[E, R, H] -> [E, R]``."""
+    n_layers = len(W)
+    for k in range(1, n_layers - 1):
+        h = torch.baddbmm(b[k], h, W[k]).relu_()
+    E = h.shape[0]
+    return (h * W[n_layers - 1].view(E, 1, -1)).sum(-1) + b[n_layers - 1].view(E, 1)
 
 
 class AdamSteps:
@@ -218,30 +238,23 @@ class AdamSteps:
                     steps.append(st["step"])
         if not params or any(t.device.type != "cpu" or t.dtype != torch.float32 for t in params):
             return None
-        return params, exp_avgs, exp_avg_sqs, steps, hyper
+        if len({id(p) for p in params}) != len(params):
+            return None
+        owners = [(opt.state, opt.param_groups, opt.param_groups[0]["lr"]) for opt in self.optimizers]
+        return params, exp_avgs, exp_avg_sqs, steps, hyper, owners
 
     def _valid(self, cache: tuple) -> bool:
-        """The cached tensors are still the optimizers' own (no ``load_state_dict`` or edit since)."""
-        params, exp_avgs, _, steps, hyper = cache
-        i = 0
-        for opt in self.optimizers:
-            for group in opt.param_groups:
-                if group["lr"] != hyper[0] or not group.get("fused"):
-                    return False
-                for p in group["params"]:
-                    st = opt.state.get(p)
-                    if (i >= len(params) or params[i] is not p or not st or st.get("exp_avg") is not exp_avgs[i]
-                            or st.get("step") is not steps[i]):
-                        return False
-                    i += 1
-        return i == len(params)
+        """The cached tensors are still the optimizers' own: ``load_state_dict`` replaces an
+        optimizer's ``state`` and ``param_groups`` objects; the learning rate may be edited."""
+        return all(opt.state is st and opt.param_groups is groups and groups[0]["lr"] == lr
+                   for opt, (st, groups, lr) in zip(self.optimizers, cache[5]))
 
     def step(self) -> None:
         cache = self._cache
         if cache is None or not self._valid(cache):
             cache = self._cache = self._build()
         if cache is not None:
-            params, exp_avgs, exp_avg_sqs, steps, (lr, (beta1, beta2), eps, wd) = cache
+            params, exp_avgs, exp_avg_sqs, steps, (lr, (beta1, beta2), eps, wd), _ = cache
             grads = [p.grad for p in params]
             if all(g is not None for g in grads):
                 # = torch.optim.adam._fused_adam for one device/dtype group
@@ -417,7 +430,7 @@ class SACAgent:
         # ---- policy: target V(s') and (iterative) the optimizer's gradient
         if cfg.policy == "direct":
             with torch.no_grad():
-                mu, log_std = split_params(self.actor(next_obs))
+                mu, log_std = self.actor.mu_log_std(next_obs)
                 a_next, logp_next = sample_tanh_gaussian(mu, log_std, torch.randn_like(mu))
                 v_next = soft_value(q_pairs(self.q_target, next_obs, a_next), logp_next, alpha, cfg.beta_train, A)
         else:
@@ -443,8 +456,7 @@ class SACAgent:
         # ---- direct actor (after the critic step, as in CleanRL) / entropy of the iterative policy
         if cfg.policy == "direct":
             self._steps["q"].step()
-            lam_obs = self.actor(obs)
-            mu, log_std = split_params(lam_obs)
+            mu, log_std = self.actor.mu_log_std(obs)
             a, logp = sample_tanh_gaussian(mu, log_std, torch.randn_like(mu))
             actor_loss = -soft_value(q_pairs(self.q, obs, a), logp, alpha, cfg.beta_train, A).mean()
             for p in self._actor_params:
