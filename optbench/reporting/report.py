@@ -34,7 +34,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from optbench.metrics.bootstrap import DEFAULT_LEVEL, Interval, bootstrap, bootstrap_difference  # noqa: E402
+from optbench.metrics.bootstrap import DEFAULT_LEVEL, bootstrap, bootstrap_difference  # noqa: E402
 from optbench.metrics.fixed_target import (ECDF_TARGETS, TABLE_TARGETS, Runtimes, anytime_interval,  # noqa: E402
                                            art_interval, ecdf_steps, final_norm_interval, runtimes,
                                            success_interval)
@@ -544,7 +544,7 @@ def exploitation_section(rebuilt: RebuiltRun, objective: str, opts: ReportOption
             "saturated mean actions"]
     rows = [["(start μ = 0, σ = 1)", bootstrap(start_stats.disagreement, "mean", **bk).fmt(),
              _g(float(start_stats.q_hat.mean())), bootstrap(start_stats.saturated, "mean", **bk).fmt(percent=True),
-             _g(float(start_stats.mean_saturated.mean()))]]
+             bootstrap(start_stats.mean_saturated, "mean", **bk).fmt(percent=True)]]
     for lab, s in stats.items():
         rows.append([lab, bootstrap(s.disagreement, "mean", **bk).fmt(), _g(float(s.q_hat.mean())),
                      bootstrap(s.saturated, "mean", **bk).fmt(percent=True),
@@ -571,8 +571,10 @@ def exploitation_section(rebuilt: RebuiltRun, objective: str, opts: ReportOption
                      f"up to {opts.rollout_horizon} steps, {opts.rollout_runs} rollouts per state; G is the discounted "
                      "soft return (entropy bonus from the second step, γ^H·V̂ tail from the same Q when not "
                      "terminated). Q̂ − G > 0: Q overestimates the optimized action; compare an optimizer with "
-                     "direct's own error. Restore error: max |observation after restoring − stored state| "
-                     "(float32 rounding). Few states and rollouts: a coarse check.*\n", _md_table(head, rows)]
+                     "direct's own error: an error shared by every optimizer is the Q-function's overall bias (e.g. a "
+                     "critic that lags the policy's returns early in training), not exploitation. Restore error: max "
+                     "|observation after restoring − stored state| (float32 rounding). Few states and rollouts: a "
+                     "coarse check.*\n", _md_table(head, rows)]
         except RolloutUnavailable as exc:
             text.append(f"\n*Monte Carlo value check not available: {exc}.*\n")
     return "\n".join(text)
@@ -635,7 +637,9 @@ def write_report(run_dir: str | Path, out_dir: str | Path, opts: ReportOptions |
         md += [f"![runtime ECDFs]({p.name})", "",
                f"*ECDF over (state, seed, target) triples, targets {', '.join(f'{t:g}' for t in ECDF_TARGETS)} of "
                "J_ref − J_start: the share reached within a budget of iterations, wall-clock seconds (lockstep run of "
-               "all states) or Q-evaluations per state. A perfect optimizer is a step to 1 at its first iteration.*", ""]
+               "all states) or Q-evaluations per state; × marks the end of an optimizer's budget, and runtimes of 0 (the start, or "
+               "a direct estimate that costs no Q-evaluation) sit at the left edge. A perfect optimizer is a step to 1 at "
+               "its first iteration.*", ""]
 
     needs_objectives = opts.gap or opts.modes or opts.landscapes or opts.exploitation
     rebuilt = rebuild_run(run, opts.suite_dir, opts.device) if needs_objectives else None
