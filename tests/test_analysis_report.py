@@ -113,10 +113,19 @@ def test_compare_two_runs(tiny_run, tmp_path, capsys):
     assert "analysis-test-perfect" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("case", ["missing", "not-a-run", "no-cells", "bad-json", "file"])
+@pytest.mark.parametrize("case", ["missing", "not-a-run", "no-cells", "bad-json", "file", "no-objective", "bad-cell"])
 def test_bad_input_gives_one_line_error(tiny_run, tmp_path, capsys, case):
+    import shutil
+
     target = tmp_path / case
-    if case == "not-a-run":
+    if case in ("no-objective", "bad-cell"):
+        shutil.copytree(tiny_run, target)
+        if case == "no-objective":
+            (target / "objectives" / "multimodal-a2.json").unlink()
+        else:
+            cell = next((target / "cells").glob("*.json"))
+            cell.write_text(cell.read_text()[:50])
+    elif case == "not-a-run":
         target.mkdir()
     elif case == "no-cells":
         target.mkdir()
