@@ -19,7 +19,7 @@ from optbench.metrics.summary import CellGroup
 from optbench.objectives.analytic import _BUMP_CENTERS
 from optbench.optimizers import make_optimizer, run_optimizer
 from optbench.optimizers.base import PolicyOptimizer
-from optbench.reporting.landscape import choose_dims, landscape_grid, record_trajectory
+from optbench.reporting.landscape import choose_dims, grid_limits, landscape_grid, record_trajectory
 
 from conftest import analytic_problem
 
@@ -209,8 +209,10 @@ def test_recorded_trajectory_retraces_the_run_and_landscape_peaks_at_the_optimum
     assert path.shape == (31, 2, 6) and torch.equal(path[-1], trace.final_params)
     assert torch.equal(path[0], sub.initial_params())
     dims = choose_dims(np.stack([optimum.params[0].numpy(), sub.initial_params()[0].numpy()]))
-    axis, values = landscape_grid(objective, 0, optimum.params[0], dims, resolution=21, limit=0.95)
-    assert values.shape == (21, 21)
+    xlim, ylim = grid_limits([optimum.params[0].numpy(), path[:, 0].numpy()], dims)
+    assert xlim[0] <= -1.5 and xlim[1] >= 1.5
+    xs, ys, values = landscape_grid(objective, 0, optimum.params[0], dims, xlim=xlim, ylim=ylim, resolution=31)
+    assert values.shape == (31, 31)
     j, i = np.unravel_index(np.argmax(values), values.shape)
-    a_opt = np.tanh(optimum.params[0, list(dims)].numpy())
-    assert abs(axis[i] - a_opt[0]) <= 0.1 and abs(axis[j] - a_opt[1]) <= 0.1
+    mu_opt = optimum.params[0, list(dims)].numpy()
+    assert abs(xs[i] - mu_opt[0]) <= xs[1] - xs[0] and abs(ys[j] - mu_opt[1]) <= ys[1] - ys[0]

@@ -2,11 +2,13 @@
 with optimizers' trajectories and final estimates drawn on it.
 
 For one state and two action dimensions ``(i, j)``, the background is the scored ``J`` (the
-objective's fixed draws) of policies whose mean actions ``tanh μ_i, tanh μ_j`` run over a
-grid of ``(−0.99, 0.99)²`` while every other coordinate of ``λ`` (the other means and all
-log standard deviations) is held at a base estimate (by default the best final estimate
-of the run at that state). Axes are mean actions ``tanh μ``, so the plot covers the whole
-action box.
+objective's fixed draws) of policies whose means ``μ_i, μ_j`` run over a grid while every
+other coordinate of ``λ`` (the other means and all log standard deviations) is held at a
+base estimate (by default the best final estimate of the run at that state). The grid is in
+pre-tanh ``μ`` (the parameters the optimizers move), wide enough to show every drawn
+estimate (:func:`grid_limits`); the opposite axes label the mean action ``tanh μ``. A grid in
+``tanh μ`` would squeeze saturated estimates (``|tanh μ| → 1``, common for trained agents)
+into its edge, where the slice no longer shows their value.
 
 Trajectories are projections of the full ``λ`` path onto the two means (the other
 coordinates move too, so a path is not confined to the drawn slice). Stored runs keep only
@@ -31,7 +33,7 @@ from torch import Tensor  # noqa: E402
 from optbench.objectives.policy_objective import PolicyObjective  # noqa: E402
 from optbench.optimizers.base import Iterate, OptimizerError, PolicyOptimizer  # noqa: E402
 
-GRID_LIMIT = 0.99
+MAX_ABS_MU = 6.0
 
 
 def record_trajectory(optimizer: PolicyOptimizer, objective: PolicyObjective, iterations: int, *, seed: int = 0,
@@ -81,12 +83,29 @@ def choose_dims(finals: np.ndarray) -> tuple[int, int]:
     return i, j
 
 
-@torch.no_grad()
-def landscape_grid(objective: PolicyObjective, state: int, base: Tensor | np.ndarray, dims: tuple[int, int],
-                   resolution: int = 41, limit: float = GRID_LIMIT, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Scored ``J`` at one state over a ``resolution²`` grid of mean actions of ``dims``.
+def grid_limits(points: list[np.ndarray], dims: tuple[int, int], *, margin: float = 0.5, half_width: float = 1.5,
+                max_abs: float = MAX_ABS_MU) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Ranges of the two means that show every point of ``points`` (arrays ``[..., 2|A|]``:
+    estimates and trajectories) with a margin, at least ``±half_width`` around 0, and at
+    most ``±max_abs`` (beyond, ``tanh μ`` is 1 to float precision)."""
+    out = []
+    for d in dims:
+        vals = np.concatenate([np.asarray(p, dtype=np.float64)[..., d].ravel() for p in points]) if points else np.zeros(1)
+        vals = vals[np.isfinite(vals)]
+        lo = min(-half_width, float(vals.min()) - margin) if len(vals) else -half_width
+        hi = max(half_width, float(vals.max()) + margin) if len(vals) else half_width
+        out.append((max(lo, -max_abs), min(hi, max_abs)))
+    return out[0], out[1]
 
-    Returns ``(axis [resolution], J [resolution (dim j), resolution (dim i)])``.
+
+@torch.no_grad()
+def landscape_grid(objective: PolicyObjective, state: int, base: Tensor | np.ndarray, dims: tuple[int, int], *,
+                   xlim: tuple[float, float] = (-3.0, 3.0), ylim: tuple[float, float] = (-3.0, 3.0),
+                   resolution: int = 41, chunk: int = 512) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scored ``J`` at one state over a ``resolution²`` grid of the means ``μ[i] ∈ xlim``,
+    ``μ[j] ∈ ylim`` (``dims = (i, j)``), every other coordinate of ``λ`` at ``base``.
+
+    Returns ``(xs [resolution], ys [resolution], J [resolution (y), resolution (x)])``.
     """
     A = objective.action_dim
     i, j = dims
@@ -94,32 +113,33 @@ def landscape_grid(objective: PolicyObjective, state: int, base: Tensor | np.nda
         raise ValueError(f"landscape dims must be two different action dimensions in 0..{A - 1}, got {dims}")
     sub = objective.subset([state])
     base = torch.as_tensor(np.asarray(base), dtype=objective.states.dtype, device=objective.device).reshape(-1)
-    axis = np.linspace(-limit, limit, resolution)
-    gi, gj = np.meshgrid(axis, axis)  # [res_j, res_i]
+    xs, ys = np.linspace(*xlim, resolution), np.linspace(*ylim, resolution)
+    gi, gj = np.meshgrid(xs, ys)  # [res_y, res_x]
     lam = base.expand(resolution * resolution, -1).clone()
-    lam[:, i] = torch.atanh(torch.as_tensor(gi.ravel(), dtype=lam.dtype, device=lam.device))
-    lam[:, j] = torch.atanh(torch.as_tensor(gj.ravel(), dtype=lam.dtype, device=lam.device))
+    lam[:, i] = torch.as_tensor(gi.ravel(), dtype=lam.dtype, device=lam.device)
+    lam[:, j] = torch.as_tensor(gj.ravel(), dtype=lam.dtype, device=lam.device)
     values = [sub.score(lam[lo:lo + chunk].unsqueeze(0))[0] for lo in range(0, len(lam), chunk)]
-    return axis, torch.cat(values).cpu().double().numpy().reshape(resolution, resolution)
+    return xs, ys, torch.cat(values).cpu().double().numpy().reshape(resolution, resolution)
 
 
-def plot_landscape(ax, axis: np.ndarray, values: np.ndarray, dims: tuple[int, int], *,
+def plot_landscape(ax, xs: np.ndarray, ys: np.ndarray, values: np.ndarray, dims: tuple[int, int], *,
                    trajectories: Mapping[str, np.ndarray] | None = None, finals: Mapping[str, np.ndarray] | None = None,
                    direct: np.ndarray | None = None, modes: np.ndarray | None = None,
                    colors: Mapping[str, object] | None = None, title: str = "") -> None:
     """Draw one landscape panel: background ``values``, trajectories ``{label: [T+1, 2|A|]}``
     (line, start dot, end ring), stored final estimates ``{label: [2|A|]}`` (filled marker),
-    the direct estimate (star) and known local optima (black plus)."""
+    the direct estimate (star) and known local optima (black plus). Points beyond the grid
+    are drawn at its edge."""
     i, j = dims
     lo, hi = np.nanpercentile(values, [5, 100])
-    im = ax.imshow(values, origin="lower", extent=(axis[0], axis[-1], axis[0], axis[-1]), cmap="viridis",
-                   vmin=lo, vmax=hi, aspect="equal", interpolation="bilinear")
-    ax.contour(axis, axis, values, levels=np.linspace(lo, hi, 9), colors="white", linewidths=0.4, alpha=0.5)
+    im = ax.imshow(values, origin="lower", extent=(xs[0], xs[-1], ys[0], ys[-1]), cmap="viridis",
+                   vmin=lo, vmax=hi, aspect="auto", interpolation="bilinear")
+    ax.contour(xs, ys, values, levels=np.linspace(lo, hi, 9), colors="white", linewidths=0.4, alpha=0.5)
     plt.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="scored J")
     colors = dict(colors or {})
 
     def xy(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return np.tanh(p[..., i]), np.tanh(p[..., j])
+        return np.clip(p[..., i], xs[0], xs[-1]), np.clip(p[..., j], ys[0], ys[-1])
 
     for label, path in (trajectories or {}).items():
         x, y = xy(np.asarray(path))
@@ -136,19 +156,23 @@ def plot_landscape(ax, axis: np.ndarray, values: np.ndarray, dims: tuple[int, in
     if direct is not None:
         x, y = xy(np.asarray(direct))
         ax.plot(x, y, "*", color="white", ms=15, mec="k", mew=0.9, label="direct estimate")
-    ax.set_xlim(axis[0], axis[-1])
-    ax.set_ylim(axis[0], axis[-1])
-    ax.set_xlabel(f"mean action tanh μ[{i}]")
-    ax.set_ylabel(f"mean action tanh μ[{j}]")
+    ax.set_xlim(xs[0], xs[-1])
+    ax.set_ylim(ys[0], ys[-1])
+    ax.set_xlabel(f"mean μ[{i}] (pre-tanh)")
+    ax.set_ylabel(f"mean μ[{j}] (pre-tanh)")
+    top = ax.secondary_xaxis("top", functions=(lambda m: m, lambda m: m))
+    ticks = [t for t in (-4, -3, -2, -1, -0.5, 0, 0.5, 1, 2, 3, 4) if xs[0] <= t <= xs[-1]]
+    top.set_ticks(ticks, labels=[f"{np.tanh(t):.2g}" for t in ticks], fontsize=6)
+    top.set_xlabel(f"mean action tanh μ[{i}]", fontsize=7)
     if title:
         ax.set_title(title, fontsize=9)
 
 
-def landscape_figure(path: Path, axis: np.ndarray, values: np.ndarray, dims: tuple[int, int], *, title: str,
-                     caption: str = "", **kwargs) -> Path:
+def landscape_figure(path: Path, xs: np.ndarray, ys: np.ndarray, values: np.ndarray, dims: tuple[int, int], *,
+                     title: str, caption: str = "", **kwargs) -> Path:
     """A one-panel landscape figure written to ``path`` (see :func:`plot_landscape`)."""
     fig, ax = plt.subplots(figsize=(6.8, 5.6))
-    plot_landscape(ax, axis, values, dims, title=title, **kwargs)
+    plot_landscape(ax, xs, ys, values, dims, title=title, **kwargs)
     handles, names = ax.get_legend_handles_labels()
     if handles:
         fig.legend(handles, names, loc="lower center", ncol=min(4, len(names)), fontsize=7, frameon=False)
@@ -161,5 +185,5 @@ def landscape_figure(path: Path, axis: np.ndarray, values: np.ndarray, dims: tup
     return path
 
 
-__all__ = ["GRID_LIMIT", "choose_dims", "choose_state", "landscape_figure", "landscape_grid", "plot_landscape",
-           "record_trajectory"]
+__all__ = ["MAX_ABS_MU", "choose_dims", "choose_state", "grid_limits", "landscape_figure", "landscape_grid",
+           "plot_landscape", "record_trajectory"]

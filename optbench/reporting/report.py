@@ -475,8 +475,8 @@ def plot_modes(modes: dict[str, dict[str, Any]], labels: list[str], path: Path) 
 
 def landscape_section(rebuilt: RebuiltRun, objective: str, opts: ReportOptions, out_dir: Path,
                       log: Callable[[str], None]) -> tuple[Path | None, str]:
-    from optbench.reporting.landscape import (choose_dims, choose_state, landscape_figure, landscape_grid,
-                                              record_trajectory)
+    from optbench.reporting.landscape import (choose_dims, choose_state, grid_limits, landscape_figure,
+                                              landscape_grid, record_trajectory)
 
     run = rebuilt.run
     built = rebuilt.objective(objective)
@@ -494,7 +494,6 @@ def landscape_section(rebuilt: RebuiltRun, objective: str, opts: ReportOptions, 
     base_k = int(np.argmax(final_scores))
     base_label = groups[base_k].optimizer
     log(f"landscape: {objective} · state {state} · dims {dims}")
-    axis, values = landscape_grid(obj, state, at_state[base_k], dims, resolution=opts.landscape_resolution)
     sub = obj.subset([state])
     trajectories = {}
     direct = None
@@ -513,14 +512,20 @@ def landscape_section(rebuilt: RebuiltRun, objective: str, opts: ReportOptions, 
     modes = None
     if "optimum" in rec and "mode_params" in rec["optimum"]:
         modes = np.asarray(rec["optimum"]["mode_params"], dtype=np.float64)[state]
+    drawn = [at_state] + list(trajectories.values()) + ([modes] if modes is not None else [])
+    xlim, ylim = grid_limits(drawn, dims)
+    xs, ys, values = landscape_grid(obj, state, at_state[base_k], dims, xlim=xlim, ylim=ylim,
+                                    resolution=opts.landscape_resolution)
     path = out_dir / f"landscape_{_safe(objective)}.png"
-    landscape_figure(path, axis, values, dims, title=f"{objective}, state {state}: scored J over mean actions "
+    landscape_figure(path, xs, ys, values, dims, title=f"{objective}, state {state}: scored J over the means of actions "
                      f"{dims[0]} and {dims[1]}", trajectories=trajectories,
                      finals={g.optimizer: g.final_params[0, state] for g in groups}, direct=direct, modes=modes,
                      colors=_colors(run.labels))
     text = (f"State {state} (where the optimizers' final mean actions disagree most), action dimensions {dims[0]} "
             f"and {dims[1]} (largest spread of final mean actions); other coordinates of λ held at the final estimate "
-            f"of **{base_label}** (the best at this state). Filled dots: the run's final estimates (seed "
+            f"of **{base_label}** (the best at this state). Axes: pre-tanh means μ (mean action tanh μ on the top axis), "
+            "ranges covering every drawn estimate (at most ±6; points beyond are drawn at the edge). "
+            "Filled dots: the run's final estimates (seed "
             f"{int(groups[0].meta.get('seeds', [0])[0])}); lines: each optimizer re-run on this state alone with the "
             "same seed and budget (a re-run on one state draws different noise than the batched run, so its end, "
             "the open ring, need not coincide with the dot); trajectories are projections of the full λ path. "
