@@ -300,6 +300,21 @@ def test_fused_adam_steps_equal_torch_adam_and_follow_load_state_dict():
     assert float(opts[0].state[params_a[0]]["step"]) == 7 and float(opts[0].state[params_a[1]]["step"]) == 6
 
 
+def test_update_without_the_fused_kernel_falls_back_to_adam_step(monkeypatch):
+    """Where the fused kernel cannot be called, every step is the optimizers' own ``step()``."""
+    monkeypatch.setattr(AdamSteps, "_kernel_ok", False)
+    torch.manual_seed(0)
+    fast = SACAgent(SACConfig(task="Toy-v0", policy="direct", models=True, hidden=(16, 16)), 5, 3)
+    ref = copy.deepcopy(fast)
+    for i in range(2):
+        batch = _batch(5, 3, seed=i)
+        torch.manual_seed(i)
+        fast.update(batch)
+        torch.manual_seed(i)
+        reference_update(ref, batch)
+    assert_same_state(fast, ref, rtol=1e-5, atol=1e-7)
+
+
 def test_fast_q_paths_equal_qensemble():
     torch.manual_seed(0)
     q = QEnsemble(5, 3, (16, 16), 2)

@@ -225,8 +225,30 @@ class AdamSteps:
         """Forget cached state tensors (call after ``load_state_dict`` of any optimizer)."""
         self._cache = None
 
+    _kernel_ok: bool | None = None  # whether this torch's fused Adam kernel takes the call below
+
+    @classmethod
+    def _probe_kernel(cls) -> bool:
+        if cls._kernel_ok is None:
+            try:
+                p, g = torch.zeros(2), torch.ones(2)
+                cls._call_kernel([p], [g], [torch.zeros(2)], [torch.zeros(2)], [torch.zeros(())],
+                                 (0.1, (0.9, 0.999), 1e-8, 0.0))
+                cls._kernel_ok = bool(torch.all(p < 0))
+            except Exception:  # a torch without the CPU kernel, or with another signature
+                cls._kernel_ok = False
+        return cls._kernel_ok
+
+    @staticmethod
+    def _call_kernel(params, grads, exp_avgs, exp_avg_sqs, steps, hyper) -> None:
+        lr, (beta1, beta2), eps, wd = hyper
+        # = torch.optim.adam._fused_adam for one device/dtype group
+        torch._foreach_add_(steps, 1)
+        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=lr, beta1=beta1,
+                           beta2=beta2, weight_decay=wd, eps=eps, maximize=False, grad_scale=None, found_inf=None)
+
     def _build(self) -> tuple | None:
-        if not hasattr(torch, "_fused_adam_"):
+        if not self._probe_kernel():
             return None
         hyper = None
         params, exp_avgs, exp_avg_sqs, steps = [], [], [], []
@@ -267,14 +289,10 @@ class AdamSteps:
         if cache is None or not self._valid(cache):
             cache = self._cache = self._build()
         if cache is not None:
-            params, exp_avgs, exp_avg_sqs, steps, (lr, (beta1, beta2), eps, wd), _ = cache
+            params, exp_avgs, exp_avg_sqs, steps, hyper, _ = cache
             grads = [p.grad for p in params]
             if all(g is not None for g in grads):
-                # = torch.optim.adam._fused_adam for one device/dtype group
-                torch._foreach_add_(steps, 1)
-                torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=lr,
-                                   beta1=beta1, beta2=beta2, weight_decay=wd, eps=eps, maximize=False,
-                                   grad_scale=None, found_inf=None)
+                self._call_kernel(params, grads, exp_avgs, exp_avg_sqs, steps, hyper)
                 return
         for opt in self.optimizers:
             opt.step()
@@ -553,4 +571,5 @@ class SACAgent:
         self.model_updates = int(meta.get("model_updates", 0))
 
 
-__all__ = ["SACConfig", "SACAgent", "UpdateStats", "gaussian_kl", "soft_value", "td_target", "DEFAULT_GRAD_SAMPLES", "GRAD_SAMPLES_NOTE"]
+__all__ = ["SACConfig", "SACAgent", "UpdateStats", "AdamSteps", "gaussian_kl", "soft_value", "td_target", "q_pairs",
+           "q_values", "DEFAULT_GRAD_SAMPLES", "GRAD_SAMPLES_NOTE"]
