@@ -23,8 +23,33 @@ from torch import Tensor
 from optbench.objectives.distributions import kl_to_uniform, sample_tanh_gaussian, split_params
 from optbench.objectives.q_functions import QFunction, pessimistic_value
 
-# Upper bound on (s, a) pairs per Q call while scoring, to keep activations small.
+
+def _pieces(B: int, M: int, chunk: int) -> list[tuple[int, int, int, int]]:
+    """Split a ``[B states, M actions]`` batch into pieces ``(s0, s1, m0, m1)`` of about
+    ``chunk`` rows: whole states when a state has fewer than ``chunk`` actions, else runs of
+    one state's actions. A short last piece is merged into the one before it."""
+    if B * M <= chunk:
+        return [(0, B, 0, M)]
+    if M < chunk:
+        per = max(1, chunk // M)
+        cuts = list(range(0, B, per)) + [B]
+        if len(cuts) > 2 and (cuts[-1] - cuts[-2]) * M < MIN_PIECE_ROWS:
+            del cuts[-2]
+        return [(lo, hi, 0, M) for lo, hi in zip(cuts[:-1], cuts[1:])]
+    cuts = list(range(0, M, chunk)) + [M]
+    if len(cuts) > 2 and cuts[-1] - cuts[-2] < MIN_PIECE_ROWS:
+        del cuts[-2]
+    return [(b, b + 1, lo, hi) for b in range(B) for lo, hi in zip(cuts[:-1], cuts[1:])]
+
+# Upper bound on (s, a) pairs per call of the estimator while scoring, to keep memory small.
 SCORE_CHUNK_PAIRS = 1 << 14
+# (s, a) pairs per piece when a Q-ensemble that exposes its layer-1 state block
+# (``state_features``/``forward_features``, e.g. QEnsemble) is evaluated in pieces: small
+# enough that a piece's activations stay in the CPU caches, large enough to keep the matrix
+# products efficient (measured in benchmarks/bench_scaling.py). Pieces never hold fewer than
+# MIN_PIECE_ROWS rows: matrix products of 1–3 rows take other kernels (other roundings).
+Q_CHUNK_PAIRS = 2048
+MIN_PIECE_ROWS = 64
 
 
 @dataclass
@@ -68,6 +93,7 @@ class PolicyObjective:
         score_seed: int = 0,
         name: str = "objective",
         score_noise: Tensor | None = None,
+        q_chunk_pairs: int | None = Q_CHUNK_PAIRS,
     ):
         if states.dim() != 2 or states.shape[1] != q.state_dim:
             raise ValueError(f"states must be [B, {q.state_dim}], got {list(states.shape)}")
@@ -84,6 +110,7 @@ class PolicyObjective:
             score_noise = torch.randn(len(states), score_samples, self.action_dim, generator=gen, dtype=states.dtype)
         self.score_noise = score_noise.to(self.device)
         self.counts = EvalCounts()
+        self.q_chunk_pairs = q_chunk_pairs
         if isinstance(q, torch.nn.Module):
             q.requires_grad_(False)
 
@@ -113,7 +140,7 @@ class PolicyObjective:
         """The same objective restricted to some states (scoring draws follow their states)."""
         alpha = self.alpha[index] if self.alpha.dim() else self.alpha
         sub = PolicyObjective(self.q, self.states[index], alpha, beta=self.beta, name=self.name,
-                              score_noise=self.score_noise[index])
+                              score_noise=self.score_noise[index], q_chunk_pairs=self.q_chunk_pairs)
         sub.counts = self.counts  # costs of the subset are costs of the whole
         return sub
 
@@ -126,8 +153,25 @@ class PolicyObjective:
         n = eps.shape[2]
         mu, log_std = split_params(lam.unsqueeze(2))  # [B,P,1,A]
         actions, log_prob = sample_tanh_gaussian(mu, log_std, eps)  # [B,P,n,A], [B,P,n]
-        q = self.q(states, actions.reshape(B, P * n, self.action_dim)).view(-1, B, P, n)
+        q = self._q_values(states, actions.reshape(B, P * n, self.action_dim)).view(-1, B, P, n)
         return pessimistic_value(q, self.beta) - alpha * kl_to_uniform(log_prob, self.action_dim)
+
+    def _pieced(self) -> bool:
+        return self.q_chunk_pairs is not None and hasattr(self.q, "forward_features") and hasattr(self.q, "state_features")
+
+    def _q_values(self, states: Tensor, actions: Tensor) -> Tensor:
+        """``Q(states [B, S], actions [B, M, A]) -> [E, B, M]``, in cache-sized pieces when the
+        Q-function allows it (same values: every (s, a) row is computed on its own)."""
+        B, M, _ = actions.shape
+        if not self._pieced() or B * M <= self.q_chunk_pairs:
+            return self.q(states, actions)
+        hs = self.q.state_features(states)
+        parts = [self.q.forward_features(hs[:, s0:s1], actions[s0:s1, m0:m1])
+                 for s0, s1, m0, m1 in _pieces(B, M, self.q_chunk_pairs)]
+        if M < self.q_chunk_pairs:
+            return torch.cat(parts, dim=1)
+        per_state = len(parts) // B
+        return torch.cat([torch.cat(parts[b * per_state:(b + 1) * per_state], dim=2) for b in range(B)], dim=1)
 
     def soft_values(self, lam: Tensor, eps: Tensor) -> Tensor:
         """Per-sample integrand ``Q̂(s, a) − α (log π_λ(a) + |A| log 2)``: ``[B, P, n]``.
@@ -147,13 +191,54 @@ class PolicyObjective:
         """``J [B, P]`` and ``∇_λ J [B, P, 2|A|]`` from one forward and one backward pass.
 
         States are independent, so the gradient of ``ΣJ`` gives each state's own gradient.
+        With a pieced Q-ensemble (see :data:`Q_CHUNK_PAIRS`) the Q part of the forward and
+        backward pass runs piece by piece, each piece's backward right after its forward,
+        while its activations are still in cache; values and gradients are the same as from
+        one graph over the whole batch.
         """
+        B, P, _ = lam.shape
+        n = eps.shape[2]
+        if not self._pieced() or B * P * n <= self.q_chunk_pairs:
+            with torch.enable_grad():
+                lam = lam.detach().requires_grad_(True)
+                value = self.estimate(lam, eps)
+                (grad,) = torch.autograd.grad(value.sum(), lam)
+        else:
+            self.counts.q_evals += B * P * n
+            value, grad = self._pieced_value_and_grad(lam, eps)
+        self.counts.grad_evals += B * P * n
+        return value.detach(), grad
+
+    def _pieced_value_and_grad(self, lam: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+        B, P, _ = lam.shape
+        n, A = eps.shape[2], self.action_dim
+        alpha = self.alpha.view(-1, 1, 1) if self.alpha.dim() else self.alpha
         with torch.enable_grad():
             lam = lam.detach().requires_grad_(True)
-            value = self.estimate(lam, eps)
-            (grad,) = torch.autograd.grad(value.sum(), lam)
-        self.counts.grad_evals += lam.shape[0] * lam.shape[1] * eps.shape[2]
-        return value.detach(), grad
+            mu, log_std = split_params(lam.unsqueeze(2))
+            actions, log_prob = sample_tanh_gaussian(mu, log_std, eps)  # [B,P,n,A], [B,P,n]
+            flat = actions.detach().reshape(B, P * n, A)
+            with torch.no_grad():
+                hs = self.q.state_features(self.states)
+            q_hat, grad_actions = [], []
+            for s0, s1, m0, m1 in _pieces(B, P * n, self.q_chunk_pairs):
+                a = flat[s0:s1, m0:m1].detach().requires_grad_(True)
+                q = self.q.forward_features(hs[:, s0:s1], a)  # [E,b,m]
+                v = pessimistic_value(q, self.beta)
+                # d(mean over the n samples)/dv is 1/n for every sample: the same gradient the
+                # one-graph estimator passes back through its mean.
+                (g,) = torch.autograd.grad(v, a, grad_outputs=torch.ones_like(v).div_(n))
+                q_hat.append(v.detach())
+                grad_actions.append(g)
+            if P * n < self.q_chunk_pairs:
+                q_hat_all, grad_all = torch.cat(q_hat, 0), torch.cat(grad_actions, 0)
+            else:
+                per = len(q_hat) // B
+                q_hat_all = torch.cat([torch.cat(q_hat[b * per:(b + 1) * per], 1) for b in range(B)], 0)
+                grad_all = torch.cat([torch.cat(grad_actions[b * per:(b + 1) * per], 1) for b in range(B)], 0)
+            value = (q_hat_all.view(B, P, n) - alpha * kl_to_uniform(log_prob, A)).mean(-1)
+            (grad,) = torch.autograd.grad([value.sum(), actions], [lam], grad_outputs=[None, grad_all.view(B, P, n, A)])
+        return value, grad
 
     # ------------------------------------------------------------------ scoring
     @torch.no_grad()

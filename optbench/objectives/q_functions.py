@@ -62,18 +62,32 @@ class QEnsemble(nn.Module):
         The first layer is split into its state and action blocks, so the state block is
         computed once per state and broadcast over the ``M`` actions.
         """
+        return self.forward_features(self.state_features(states), actions)
+
+    def state_features(self, states: Tensor) -> Tensor:
+        """The state block of layer 1 (with its bias): ``states [B, S] -> [E, B, H]``."""
+        B = states.shape[0]
+        return torch.baddbmm(self.biases[0], states.unsqueeze(0).expand(self.ensemble_size, B, -1),
+                             self.weights[0][:, : self.state_dim])
+
+    def forward_features(self, hs: Tensor, actions: Tensor) -> Tensor:
+        """The rest of :meth:`forward`: ``hs [E, B, H]`` from :meth:`state_features`,
+        ``actions [B, M, A]`` -> ``[E, B, M]``. Each (state, action) row is computed on its
+        own, so callers may evaluate a batch in pieces (see ``PolicyObjective``)."""
+        E = self.ensemble_size
         B, M, _ = actions.shape
-        w0, b0 = self.weights[0], self.biases[0]
-        ws, wa = w0[:, : self.state_dim], w0[:, self.state_dim :]
-        hs = torch.baddbmm(b0, states.unsqueeze(0).expand(self.ensemble_size, B, -1), ws)  # [E,B,H]
-        ha = torch.bmm(actions.reshape(1, B * M, -1).expand(self.ensemble_size, -1, -1), wa)  # [E,BM,H]
-        h = torch.relu(ha.view(self.ensemble_size, B, M, -1) + hs.unsqueeze(2)).view(self.ensemble_size, B * M, -1)
+        wa = self.weights[0][:, self.state_dim :]
+        ha = torch.bmm(actions.reshape(1, B * M, -1).expand(E, -1, -1), wa)  # [E,BM,H]
+        if torch.is_grad_enabled():  # (in-place ops on a view would make autograd copy it back)
+            h = (ha.view(E, B, M, -1) + hs.unsqueeze(2)).relu_().view(E, B * M, -1)
+        else:  # in place: the same values as relu(ha + hs), without more activation-sized tensors
+            h = ha.view(E, B, M, -1).add_(hs.unsqueeze(2)).relu_().view(E, B * M, -1)
         n_layers = len(self.weights)
         for k in range(1, n_layers):
             h = torch.baddbmm(self.biases[k], h, self.weights[k])
             if k < n_layers - 1:
-                h = torch.relu(h)
-        return h.view(self.ensemble_size, B, M)
+                h = h.relu_()
+        return h.view(E, B, M)
 
     def pairs(self, states: Tensor, actions: Tensor) -> Tensor:
         """Per-pair evaluation ``states [N, S]``, ``actions [N, A]`` -> ``[E, N]`` (SAC updates)."""
