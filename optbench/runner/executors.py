@@ -172,6 +172,7 @@ class ProcessExecutor(Executor):
         attempts = [0] * len(tasks)
         in_flight: dict[Any, int] = {}
         pool = None
+        finished = False
         try:
             while todo or in_flight:
                 if pool is None:
@@ -207,10 +208,14 @@ class ProcessExecutor(Executor):
                     if over:
                         raise ExecutorError(f"a worker process died {attempts[over[0]]} times while computing "
                                             f"{_describe(tasks[over[0]])}; giving up (retries={self.retries})")
+            finished = True
         finally:
             if pool is not None:
                 for fut in in_flight:
                     fut.cancel()
+                if not finished:  # an error or interrupt: do not wait for cells whose results nobody reads
+                    for proc in list(getattr(pool, "_processes", {}).values()):
+                        proc.terminate()
                 pool.shutdown(wait=True, cancel_futures=True)
 
 
