@@ -172,6 +172,12 @@ def test_ray_task_error_reaches_the_driver_as_itself(ray_cluster, suite, tmp_pat
         json.loads(p.read_text())  # every stored cell is whole
 
 
+def test_ray_refuses_cuda_on_a_cluster_without_gpus(ray_cluster, suite, tmp_path):
+    plan = plan_run(suite, device="cuda")  # the driver needs no GPU; the workers would
+    with make_executor("ray", device="cuda") as ex, pytest.raises(ExecutorError, match="GPU"):
+        run_plan(plan, tmp_path / "cuda", show_progress=False, executor=ex)
+
+
 def test_workers_unpack_the_shipped_suite_when_they_cannot_see_it(suite, tmp_path):
     plan = plan_run(suite)
     bundle = suite_bundle(suite.directory)

@@ -84,14 +84,16 @@ def executor_from_args(args: argparse.Namespace, device: str = "cpu"):
         raise UserError(str(exc)) from None
 
 
-def _check_device(device: str) -> None:
+def _check_device(device: str, local: bool = True) -> None:
+    """A device torch knows; with ``local``, one this machine has (Ray workers may have GPUs
+    the driver lacks)."""
     import torch
 
     try:
         dev = torch.device(device)
     except RuntimeError:
         raise UserError(f"unknown device {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
+    if local and dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {device!r} requested but CUDA is not available on this machine")
 
 
@@ -101,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from optbench.runner.grid import plan_run, run_plan
     from optbench.suites.spec import load_suite
 
-    _check_device(args.device)
+    _check_device(args.device, local=args.executor != "ray")
     if args.threads is not None:
         if args.threads < 1:
             raise UserError(f"--threads must be >= 1, got {args.threads}")

@@ -266,6 +266,11 @@ class RayExecutor(Executor):
         ray = self._ray
         from ray.exceptions import RayTaskError
 
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if self.num_gpus > 0 and gpus < self.num_gpus:
+            raise ExecutorError(f"each task needs {self.num_gpus:g} GPU(s) (--device cuda) but the Ray cluster "
+                                f"has {gpus:g}")
+
         remote = ray.remote(_ray_call).options(num_cpus=self.num_cpus, num_gpus=self.num_gpus,
                                                max_retries=self.retries, retry_exceptions=False)
         context_ref = ray.put(context)
