@@ -1,0 +1,341 @@
+"""Scaling benchmark of optbench (a script, not a test): one table, ratios in one run.
+
+(a) **Objective at the suite's call shapes.** On the ``mujoco-states`` objectives (the
+    shipped agents' Q-ensembles, their 100 benchmark states), the calls the suite's
+    optimizers actually make: Adam's ``value_and_grad`` (P = 1, n = 10), CEM's
+    ``soft_values`` (n = 100), CMA-ES's ``estimate`` (P = popsize, n = 10) and scoring
+    (``score_samples`` = 256 draws per state); in (s, a) pairs/s and as a fraction of the
+    Q-network FLOP floor ``rate / (E · flops_per_pair)`` (``value_and_grad``: half of it),
+    with the fp32 matrix-product rate measured in the same run, interleaved with the
+    objective timings (best round against best round). Variants: the default (Q evaluated in
+    cache-sized pieces, ``Q_CHUNK_PAIRS``), one piece (the evaluation before pieces), other
+    piece sizes, and ``torch.compile`` of the Q forward (opt-in measurement only).
+(b) **Wall clock of whole runs** (``optbench run`` in a fresh process, plots off): the full
+    default ``mujoco-states`` run (100 states, the suite's budgets), on 1 and 2 cores
+    (in-process with 1 or 2 torch threads; 2 worker processes of 1 thread); with 10 states;
+    and, since the shipped packages hold 100 benchmark states, a mirror suite with the same
+    optimizers and budgets on randomly initialized Q-ensembles of the same sizes (Hopper
+    11/3, HalfCheetah 17/6) at 100 and 1000 states. ``direct`` needs an agent package, so
+    the mirror runs the five other optimizers.
+
+    python benchmarks/bench_scaling.py                  # both parts; writes benchmarks/results/scaling.json
+    python benchmarks/bench_scaling.py --part objective # (a) only, ~3 min
+    python benchmarks/bench_scaling.py --quick          # smoke run: short budgets, fewer rounds
+    python benchmarks/bench_scaling.py --ray            # (b) also with --executor ray (2 workers)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from optbench.objectives import policy_objective as po
+from optbench.suites.sources import build_objective
+from optbench.suites.spec import load_suite
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------------- (a)
+CLOCKS = {"cpu": time.thread_time, "wall": time.perf_counter}
+
+
+def burst(fn: Callable[[], object], min_time: float, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds per call over a burst of at least ``min_time`` seconds of ``clock``."""
+    reps, tic = 0, clock()
+    while True:
+        fn()
+        reps += 1
+        elapsed = clock() - tic
+        if elapsed >= min_time:
+            return elapsed / reps
+
+
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int, min_time: float,
+                clock: str = "wall") -> dict[str, dict[str, float]]:
+    """Best and median seconds per call of every function, timed in interleaved rounds so
+    that load from other processes falls on all of them alike. ``clock="cpu"``: this
+    thread's CPU time (with one torch thread all the work runs on it), which leaves out the
+    time the thread waits for a core on a shared machine."""
+    for fn in fns.values():
+        fn()  # warm up
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            times[k].append(burst(fn, min_time, CLOCKS[clock]))
+    return {k: {"best": min(v), "median": statistics.median(v)} for k, v in times.items()}
+
+
+def suite_calls(objective: po.PolicyObjective) -> list[tuple[str, str, int, int, int]]:
+    """(optimizer, kind, B, P, n) of the mujoco-states optimizers' objective calls."""
+    import math
+
+    B, A = objective.batch_size, objective.action_dim
+    popsize = 4 + int(3 * math.log(2 * A))
+    return [("adam", "value_and_grad", B, 1, 10), ("cem", "soft_values", B, 1, 100),
+            ("cmaes", "estimate", B, popsize, 10), ("scoring", "score", B, 1, objective.score_noise.shape[1])]
+
+
+def call_fn(obj: po.PolicyObjective, kind: str, lam: torch.Tensor, eps: torch.Tensor) -> Callable[[], object]:
+    if kind == "value_and_grad":
+        return lambda: obj.value_and_grad(lam, eps)
+    if kind == "score":
+        return lambda: obj.score(lam[:, 0])
+
+    def fn():
+        with torch.no_grad():
+            return obj.soft_values(lam, eps) if kind == "soft_values" else obj.estimate(lam, eps)
+
+    return fn
+
+
+def compiled_q(q: torch.nn.Module):
+    """A copy of ``q`` whose ``forward_features`` is ``torch.compile``d for static shapes
+    (one copy per call shape, so that its 1–3 piece shapes stay within dynamo's recompile limit)."""
+    import copy
+
+    qc = copy.deepcopy(q)
+    qc.forward_features = torch.compile(qc.forward_features, dynamic=False)
+    return qc
+
+
+def objective_part(quick: bool, chunks: list[int], compile_: bool, clock: str) -> dict:
+    suite = load_suite("mujoco-states")
+    settings = {"states": 100, "score_samples": suite.settings.get("score_samples", 256),
+                "score_seed": suite.settings.get("score_seed", 12345), "device": "cpu"}
+    n = 1024 if quick else 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    rows = []
+    rate_best = rate_median = 0.0
+    for entry in suite.objectives:
+        base = build_objective(entry, suite, settings).objective
+        E, fpp = base.q.ensemble_size, base.q.flops_per_pair()
+        for opt, kind, B, P, n_s in suite_calls(base):
+            gen = torch.Generator().manual_seed(0)
+            lam = 0.3 * torch.randn(B, P, base.param_dim, generator=gen)
+            eps = torch.randn(B, 1, n_s, base.action_dim, generator=gen)
+            variants = {f"pieces of {po.Q_CHUNK_PAIRS} (default)": base}
+            variants["one piece (before)"] = po.PolicyObjective(base.q, base.states, base.alpha, beta=base.beta,
+                                                                score_noise=base.score_noise, q_chunk_pairs=None)
+            for c in chunks:
+                if c != po.Q_CHUNK_PAIRS:
+                    variants[f"pieces of {c}"] = po.PolicyObjective(base.q, base.states, base.alpha, beta=base.beta,
+                                                                    score_noise=base.score_noise, q_chunk_pairs=c)
+            if compile_ and kind != "value_and_grad":
+                variants[f"pieces of {po.Q_CHUNK_PAIRS}, torch.compile(Q)"] = po.PolicyObjective(
+                    compiled_q(base.q), base.states, base.alpha, beta=base.beta, score_noise=base.score_noise)
+            fns = {name: call_fn(o, kind, lam, eps) for name, o in variants.items()}
+            ref = {}
+            for name in list(fns):
+                try:
+                    ref[name] = fns[name]()
+                except Exception as exc:  # torch.compile without a working compiler toolchain
+                    print(f"  {name} unavailable: {type(exc).__name__}: {str(exc).splitlines()[0]}", file=sys.stderr)
+                    del fns[name]
+            first = next(iter(ref.values()))
+            same = {name: all(torch.equal(x, y) for x, y in zip(_tensors(r), _tensors(first))) for name, r in ref.items()}
+            fns["matmul"] = lambda: torch.mm(a, b)
+            t = interleaved(fns, rounds=3 if quick else 9, min_time=0.1 if quick else 0.2, clock=clock)
+            mm = t.pop("matmul")
+            rate_best = max(rate_best, 2 * n**3 / mm["best"] / 1e9)
+            rate_median = statistics.median([x for x in (rate_median, 2 * n**3 / mm["median"] / 1e9) if x] or [0])
+            pairs = B * P * n_s
+            for name, tt in t.items():
+                rows.append({"objective": entry.name, "optimizer": opt, "call": kind, "B": B, "P": P, "n": n_s,
+                             "pairs": pairs, "variant": name, "seconds_per_call": tt["best"],
+                             "seconds_per_call_median": tt["median"], "pairs_per_s": pairs / tt["best"],
+                             "grad": kind == "value_and_grad", "flops_per_pair": fpp, "ensemble_size": E,
+                             "bit_identical_to_default": same[name]})
+            print(f"  {entry.name} {opt}: " + ", ".join(f"{k} {pairs / v['best'] / 1e3:.0f}k/s" for k, v in t.items()),
+                  file=sys.stderr, flush=True)
+    for r in rows:  # against the best matmul round of the whole part
+        floor = rate_best * 1e9 / (r["ensemble_size"] * r["flops_per_pair"]) / (2 if r["grad"] else 1)
+        r["floor_pairs_per_s"] = floor
+        r["fraction_of_floor"] = r["pairs_per_s"] / floor
+    return {"matmul_gflops": rate_best, "matmul_n": n, "clock": clock, "rows": rows}
+
+
+def _tensors(x) -> tuple:
+    return x if isinstance(x, tuple) else (x,)
+
+
+# ------------------------------------------------------------------------------------- (b)
+MIRROR = [("randnet-hopper", 11, 3, 1), ("randnet-halfcheetah", 17, 6, 2)]
+
+
+def mirror_suite(directory: Path) -> Path:
+    """mujoco-states' optimizers, budgets and settings on random Q-ensembles of the same sizes."""
+    raw = tomllib.loads((ROOT / "suites/mujoco-states/suite.toml").read_text())
+    lines = ['name = "mujoco-states-mirror"', 'description = "bench_scaling: mujoco-states on random Q-ensembles"',
+             "optimizers = ["]
+    for o in raw["optimizers"]:
+        o = {"spec": o} if isinstance(o, str) else o
+        if o["spec"].startswith("direct") or o["spec"].startswith("iterative"):
+            continue
+        lines.append("  { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in o.items()) + " },")
+    lines.append("]")
+    lines.append("[settings]")
+    lines += [f"{k} = {json.dumps(v)}" for k, v in raw["settings"].items()]
+    for name, S, A, seed in MIRROR:
+        lines += ["[[objectives]]", f'name = "{name}"', 'source = "random-network"', f"state_dim = {S}",
+                  f"action_dim = {A}", "alpha = 0.05", "output_scale = 20.0", f"seed = {seed}"]
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "suite.toml").write_text("\n".join(lines) + "\n")
+    return directory
+
+
+def run_config(label: str, suite: str, states: int, executor: str, workers: int, threads: int, tmp: Path,
+               iterations: int | None) -> dict:
+    out = tmp / label.replace(" ", "_").replace(",", "")
+    cmd = [sys.executable, "-m", "optbench.cli", "run", "--suite", suite, "--states", str(states), "--no-plots",
+           "--out", str(out), "--threads", str(threads)]
+    if executor != "inprocess":
+        cmd += ["--executor", executor, "--workers", str(workers)]
+    if iterations is not None:
+        cmd += ["--iterations", str(iterations)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "COLUMNS": "200"}
+    load0 = os.getloadavg()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    tic = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - tic
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{label} failed: {proc.stderr.strip()[-2000:]}")
+    cells = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
+    it_seconds = sum(sum(c["seconds"]) for c in cells)
+    row = {"label": label, "suite": Path(suite).name, "states": states, "executor": executor, "workers": workers,
+           "threads": threads, "cells": len(cells), "wall_s": wall, "cpu_s": cpu, "optimizer_s": it_seconds,
+           "q_evals": sum(sum(c["q_evals"]) for c in cells), "loadavg_before": load0, "loadavg_after": os.getloadavg()}
+    print(f"  {label}: {wall:.1f} s wall, {cpu:.1f} s CPU, {it_seconds:.1f} s in optimizer iterations, {len(cells)} cells",
+          file=sys.stderr, flush=True)
+    return row
+
+
+def scaling_part(quick: bool, ray: bool) -> dict:
+    iterations = 10 if quick else None
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-scaling-") as tmp_:
+        tmp = Path(tmp_)
+        mirror = str(mirror_suite(tmp / "mirror"))
+        mj = "mujoco-states"
+        configs = [
+            ("mujoco-states 100 states, 1 core", mj, 100, "inprocess", 1, 1),
+            ("mujoco-states 100 states, 2 threads", mj, 100, "inprocess", 1, 2),
+            ("mujoco-states 100 states, 2 processes", mj, 100, "processes", 2, 1),
+            ("mujoco-states 10 states, 1 core", mj, 10, "inprocess", 1, 1),
+            ("mirror 100 states, 1 core", mirror, 100, "inprocess", 1, 1),
+            ("mirror 1000 states, 1 core", mirror, 1000, "inprocess", 1, 1),
+            ("mirror 1000 states, 2 processes", mirror, 1000, "processes", 2, 1),
+        ]
+        if ray:
+            configs.insert(3, ("mujoco-states 100 states, ray 2 workers", mj, 100, "ray", 2, 1))
+        for label, suite, states, executor, workers, threads in configs:
+            rows.append(run_config(label, suite, states, executor, workers, threads, tmp, iterations))
+    by = {r["label"]: r for r in rows}
+    ref = by["mujoco-states 100 states, 1 core"]["wall_s"]
+    for r in rows:
+        r["ratio_to_full_run_1_core"] = r["wall_s"] / ref
+    mirror_ref = by["mirror 100 states, 1 core"]["wall_s"]
+    for r in rows:
+        if r["suite"] == "mirror":
+            r["ratio_to_mirror_100"] = r["wall_s"] / mirror_ref
+    return {"iterations_override": iterations, "rows": rows}
+
+
+# ------------------------------------------------------------------------------------- report
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"python": platform.python_version(), "torch": torch.__version__, "cpu": cpu, "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "loadavg": os.getloadavg(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def print_table(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=200)
+    m = result["machine"]
+    console.print(f"[bold]bench_scaling[/] {m['date']} · {m['cpu']} · {m['cores']} cores · torch {m['torch']} "
+                  f"({m['cpu_capability']}) · load {m['loadavg'][0]:.1f} at start")
+    if "objective" in result:
+        part = result["objective"]
+        t = Table(title=f"(a) objective at the suite's call shapes · fp32 matmul {part['matmul_gflops']:.0f} GFLOP/s "
+                  f"(best round, same run, {part['clock']} clock) · floor = rate / (E·FLOPs per pair), "
+                  "value_and_grad: half",
+                  title_justify="left")
+        for col in ("objective", "optimizer: call", "B·P·n", "variant", "pairs/s", "of floor", "× before", "same bits"):
+            t.add_column(col, justify="left" if col in ("objective", "optimizer: call", "variant") else "right")
+        before = {(r["objective"], r["optimizer"]): r["pairs_per_s"] for r in part["rows"] if "before" in r["variant"]}
+        for r in part["rows"]:
+            t.add_row(r["objective"], f"{r['optimizer']}: {r['call']}", f"{r['pairs']:,}", r["variant"],
+                      f"{r['pairs_per_s'] / 1e3:,.0f}k", f"{r['fraction_of_floor']:.0%}",
+                      f"{r['pairs_per_s'] / before[(r['objective'], r['optimizer'])]:.2f}",
+                      "yes" if r["bit_identical_to_default"] else "NO")
+        console.print(t)
+    if "scaling" in result:
+        part = result["scaling"]
+        extra = f" (--iterations {part['iterations_override']})" if part["iterations_override"] else " (suite budgets)"
+        t = Table(title=f"(b) wall clock of whole runs{extra}", title_justify="left")
+        for col in ("run", "cells", "wall s", "CPU s", "in iterations s", "× full run (1 core)", "× mirror 100",
+                    "load before→after"):
+            t.add_column(col, justify="left" if col == "run" else "right")
+        for r in part["rows"]:
+            t.add_row(r["label"], str(r["cells"]), f"{r['wall_s']:.1f}", f"{r['cpu_s']:.1f}", f"{r['optimizer_s']:.1f}",
+                      f"{r['ratio_to_full_run_1_core']:.2f}",
+                      f"{r['ratio_to_mirror_100']:.2f}" if "ratio_to_mirror_100" in r else "",
+                      f"{r['loadavg_before'][0]:.1f}→{r['loadavg_after'][0]:.1f}")
+        console.print(t)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=["objective", "scaling", "all"], default="all")
+    ap.add_argument("--quick", action="store_true", help="short budgets and fewer rounds (smoke run)")
+    ap.add_argument("--chunks", default="512,1024,4096", help="other piece sizes to time in (a)")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant in (a)")
+    ap.add_argument("--ray", action="store_true", help="(b): also run the full suite with --executor ray")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of (a) (default 1)")
+    ap.add_argument("--clock", choices=["cpu", "wall"], default=None,
+                    help="(a): time by this thread's CPU time (default with 1 thread) or by the wall clock")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/scaling.json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    result: dict = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}}
+    if args.part in ("objective", "all"):
+        print("(a) objective at the suite's call shapes", file=sys.stderr)
+        clock = args.clock or ("cpu" if args.threads == 1 else "wall")
+        result["objective"] = objective_part(args.quick, [int(c) for c in args.chunks.split(",") if c],
+                                             not args.no_compile, clock)
+    if args.part in ("scaling", "all"):
+        print("(b) whole runs", file=sys.stderr)
+        result["scaling"] = scaling_part(args.quick, args.ray)
+    result["machine"]["loadavg_end"] = os.getloadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    print_table(result)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
