@@ -1,7 +1,6 @@
 """Checkpoints and resume: a killed run continues where it stopped (step counter, replay, RNG),
 and a resumed run is identical to an uninterrupted one."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -44,7 +43,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 
 def test_sigkill_and_resume(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "optbench.cli.agent_commands", "train", "--task", TASK, "--steps", "100000",
+    cmd = [sys.executable, "-m", "optbench.cli", "train", "--task", TASK, "--steps", "100000",
            "--seed", "3", "--random-steps", "200", "--batch-size", "32", "--hidden", "32,32",
            "--model-pretrain-updates", "10", "--checkpoint-every", "300", "--eval-every", "100000",
            "--out", str(out), "--quiet"]

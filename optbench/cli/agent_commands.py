@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def _threads(args) -> None:
@@ -197,25 +196,3 @@ def _training_options(p: argparse.ArgumentParser) -> None:
                       ("grad-samples", int), ("checkpoint-every", int), ("eval-every", int),
                       ("eval-episodes", int), ("log-every", int), ("model-pretrain-updates", int)):
         p.add_argument(f"--{name}", type=typ, default=None, help="override the default (SPEC §3)")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point with only the agent commands (``python -m optbench.cli.agent_commands``)."""
-    from optbench.cli import UserError, err_console
-    from optbench.optimizers.base import OptimizerError
-
-    parser = argparse.ArgumentParser(prog="optbench")
-    add_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (UserError, OptimizerError, FileNotFoundError, ValueError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        return 2
-    except KeyboardInterrupt:
-        err_console.print("[bold red]interrupted[/]; checkpoint saved, re-run the same command to resume")
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

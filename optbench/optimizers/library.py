@@ -326,7 +326,6 @@ class Nevergrad(PolicyOptimizer):
                         values = -losses  # non-finite J (nonfinite="worst") become -inf: never the best point
                         self._library("tell", lambda: [opt.tell(c, float(loss)) for opt, row, row_losses
                                                        in zip(opts, asked, losses) for c, loss in zip(row, row_losses)])
-                        del asked
                         j_best = values.argmax(1)
                         v_best = values[np.arange(B), j_best]
                         better = v_best > best_v

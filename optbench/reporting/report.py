@@ -705,7 +705,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, out_dir: str | Path | Non
     bk = _bk(opts)
     a, b = load_run(run_a), load_run(run_b)
     common = [n for n in a.objectives if n in b.objectives]
-    md = [f"# optbench compare", "", f"A: `{a.store.root}` (suite {a.config['suite']}, "
+    md = ["# optbench compare", "", f"A: `{a.store.root}` (suite {a.config['suite']}, "
           f"config {a.store.run_info.get('config_hash')}); B: `{b.store.root}` (suite {b.config['suite']}, "
           f"config {b.store.run_info.get('config_hash')}).", ""]
     if not common:
