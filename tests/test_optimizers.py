@@ -70,7 +70,7 @@ def test_same_seed_same_trace_bit_for_bit(quadratic, spec):
     assert not torch.equal(a.final_params, c.final_params)
 
 
-@register("test-nan")
+@register("test-nan-at-2")
 class YieldsNaN(PolicyOptimizer):
     """Diverges at its second iteration."""
 
@@ -82,7 +82,7 @@ class YieldsNaN(PolicyOptimizer):
 def test_nan_parameters_are_refused_with_one_line(quadratic):
     objective, _ = quadratic
     with pytest.raises(OptimizerError, match="NaN/inf parameters at iteration 2") as err:
-        run_optimizer(make_optimizer("test-nan"), objective, 3)
+        run_optimizer(make_optimizer("test-nan-at-2"), objective, 3)
     assert "\n" not in str(err.value)
 
 
