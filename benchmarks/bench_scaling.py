@@ -107,6 +107,10 @@ def compiled_q(q: torch.nn.Module):
     (one copy per call shape, so that its 1–3 piece shapes stay within dynamo's recompile limit)."""
     import copy
 
+    import torch._dynamo
+
+    # compiled copies share the code object of forward_features, and with it dynamo's cache
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     qc = copy.deepcopy(q)
     qc.forward_features = torch.compile(qc.forward_features, dynamic=False)
     return qc
@@ -214,6 +218,8 @@ def run_config(label: str, suite: str, states: int, executor: str, workers: int,
     wall = time.perf_counter() - tic
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    if executor == "ray":  # Ray's workers are not our (reaped) descendants: their CPU time is not counted
+        cpu = None
     if proc.returncode != 0:
         raise RuntimeError(f"{label} failed: {proc.stderr.strip()[-2000:]}")
     cells = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
@@ -221,7 +227,7 @@ def run_config(label: str, suite: str, states: int, executor: str, workers: int,
     row = {"label": label, "suite": Path(suite).name, "states": states, "executor": executor, "workers": workers,
            "threads": threads, "cells": len(cells), "wall_s": wall, "cpu_s": cpu, "optimizer_s": it_seconds,
            "q_evals": sum(sum(c["q_evals"]) for c in cells), "loadavg_before": load0, "loadavg_after": os.getloadavg()}
-    print(f"  {label}: {wall:.1f} s wall, {cpu:.1f} s CPU, {it_seconds:.1f} s in optimizer iterations, {len(cells)} cells",
+    print(f"  {label}: {wall:.1f} s wall, {cpu or 0:.1f} s CPU, {it_seconds:.1f} s in optimizer iterations, {len(cells)} cells",
           file=sys.stderr, flush=True)
     return row
 
@@ -300,7 +306,8 @@ def print_table(result: dict) -> None:
                     "load before→after"):
             t.add_column(col, justify="left" if col == "run" else "right")
         for r in part["rows"]:
-            t.add_row(r["label"], str(r["cells"]), f"{r['wall_s']:.1f}", f"{r['cpu_s']:.1f}", f"{r['optimizer_s']:.1f}",
+            cpu = "n/a" if r["cpu_s"] is None else f"{r['cpu_s']:.1f}"
+            t.add_row(r["label"], str(r["cells"]), f"{r['wall_s']:.1f}", cpu, f"{r['optimizer_s']:.1f}",
                       f"{r['ratio_to_full_run_1_core']:.2f}",
                       f"{r['ratio_to_mirror_100']:.2f}" if "ratio_to_mirror_100" in r else "",
                       f"{r['loadavg_before'][0]:.1f}→{r['loadavg_after'][0]:.1f}")
@@ -318,9 +325,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clock", choices=["cpu", "wall"], default=None,
                     help="(a): time by this thread's CPU time (default with 1 thread) or by the wall clock")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/scaling.json")
+    ap.add_argument("--update", action="store_true", help="keep the other part's results already in --out")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     result: dict = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}}
+    if args.update and args.out.exists():  # the other part's results, with the machine they were measured on
+        old = json.loads(args.out.read_text())
+        for part in ("objective", "scaling"):
+            if part in old and args.part not in (part, "all"):
+                result[part] = old[part]
+                result[f"machine_{part}"] = old.get(f"machine_{part}", old["machine"])
     if args.part in ("objective", "all"):
         print("(a) objective at the suite's call shapes", file=sys.stderr)
         clock = args.clock or ("cpu" if args.threads == 1 else "wall")
