@@ -15,6 +15,12 @@ A package is a directory::
 
 Everything is float32 safetensors + JSON: loading never executes code. :func:`load_package`
 verifies every checksum and shape and raises :class:`PackageError` (one line) otherwise.
+
+:func:`load_package` also reads **optimizer packages** (format ``optbench-optimizer-package``,
+written by ``optbench train-optimizer``, see :mod:`optbench.agents.meta_training`): the same
+``package.json`` conventions and ``files`` checksums, but only ``iterative.safetensors`` and
+``direct.safetensors`` (no Q-ensemble, α or states). They load as an :class:`AgentPackage`
+with ``q = None`` and no states, usable by the ``iterative``/``direct`` optimizers only.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from optbench.objectives.policy_objective import PolicyObjective
 from optbench.objectives.q_functions import QEnsemble
 
 FORMAT = "optbench-objective-package"
+OPTIMIZER_FORMAT = "optbench-optimizer-package"
 VERSION = 1
 MAX_STATE_EPISODES = 500
 
@@ -161,11 +168,12 @@ def export_package(checkpoint: str | Path, out_dir: str | Path, *, n_states: int
 # ---------------------------------------------------------------------- load
 @dataclass
 class AgentPackage:
-    """A loaded objective package (all tensors on CPU, float32)."""
+    """A loaded objective package (all tensors on CPU, float32), or an optimizer package
+    (``q`` None, no states: networks only)."""
 
     path: Path
     meta: dict
-    q: QEnsemble
+    q: QEnsemble | None
     states: dict[str, torch.Tensor]
     direct: DirectActor | None = None
     iterative: IterativeOptimizerNet | None = None
@@ -190,13 +198,22 @@ class AgentPackage:
         return float(self.meta["alpha"])
 
     @property
+    def is_optimizer_package(self) -> bool:
+        return self.meta.get("format") == OPTIMIZER_FORMAT
+
+    @property
     def name(self) -> str:
+        if self.is_optimizer_package:
+            return str(self.meta.get("name", self.path.name))
         t = self.meta["training"]
         return f"{self.task}-{self.meta['policy']}-s{t['seed']}"
 
     def objective(self, split: str = "benchmark", beta: float = 1.0, n_states: int | None = None,
                   score_samples: int = 1000, score_seed: int = 0, device: str | torch.device = "cpu") -> PolicyObjective:
         """The frozen soft policy objective on the first ``n_states`` states of ``split``."""
+        if self.q is None:
+            raise PackageError(f"{self.path} is an optimizer package (networks only, no Q-function or states); "
+                               f"use it as an optimizer, e.g. iterative(package='{self.path}')")
         if split not in self.states:
             raise PackageError(f"package {self.path} has no state split {split!r} (has {sorted(self.states)})")
         states = self.states[split]
@@ -254,7 +271,7 @@ def _load_module(module: torch.nn.Module, sd: dict[str, torch.Tensor], what: str
 
 
 def load_package(path: str | Path) -> AgentPackage:
-    """Load and verify an objective package directory (or its ``package.json``)."""
+    """Load and verify an objective or optimizer package directory (or its ``package.json``)."""
     root = Path(path).expanduser()
     if root.name == "package.json":
         root = root.parent
@@ -266,15 +283,17 @@ def load_package(path: str | Path) -> AgentPackage:
         assert isinstance(meta, dict)
     except Exception:
         raise PackageError(f"{doc_path} is not valid JSON") from None
-    if meta.get("format") != FORMAT:
+    if meta.get("format") not in (FORMAT, OPTIMIZER_FORMAT):
         raise PackageError(f"{doc_path} is not an optbench objective package")
+    optimizer_only = meta["format"] == OPTIMIZER_FORMAT  # networks only
     if meta.get("format_version") != VERSION:
         raise PackageError(f"{doc_path} has package format version {meta.get('format_version')}, expected {VERSION}")
     try:
         S, A = int(meta["state_dim"]), int(meta["action_dim"])
         arch = meta["architectures"]
         files = meta["files"]
-        float(meta["alpha"])
+        if not optimizer_only:
+            float(meta["alpha"])
     except (KeyError, TypeError, ValueError):
         raise PackageError(f"{doc_path} lacks required fields (state_dim, action_dim, alpha, architectures, files)") from None
     for name, info in files.items():
@@ -283,29 +302,29 @@ def load_package(path: str | Path) -> AgentPackage:
             raise PackageError(f"package file {fp} is missing")
         if fp.stat().st_size != info.get("bytes") or sha256_file(fp) != info.get("sha256"):
             raise PackageError(f"package file {fp} was modified or truncated (sha256 mismatch)")
-    for required in ("q.safetensors", "states.safetensors"):
+    for required in ("iterative.safetensors",) if optimizer_only else ("q.safetensors", "states.safetensors"):
         if required not in files:
             raise PackageError(f"{doc_path} does not list {required}")
+    q, states, mj = None, {}, {}
+    if not optimizer_only:
+        qa = arch["q"]
+        if (qa["state_dim"], qa["action_dim"]) != (S, A):
+            raise PackageError(f"{doc_path}: Q architecture dims {qa['state_dim']}/{qa['action_dim']} != {S}/{A}")
+        q = QEnsemble(S, A, tuple(qa["hidden"]), int(qa["ensemble_size"]))
+        _load_module(q, _read(root / "q.safetensors"), "Q-ensemble", root / "q.safetensors")
 
-    qa = arch["q"]
-    if (qa["state_dim"], qa["action_dim"]) != (S, A):
-        raise PackageError(f"{doc_path}: Q architecture dims {qa['state_dim']}/{qa['action_dim']} != {S}/{A}")
-    q = QEnsemble(S, A, tuple(qa["hidden"]), int(qa["ensemble_size"]))
-    _load_module(q, _read(root / "q.safetensors"), "Q-ensemble", root / "q.safetensors")
-
-    st = _read(root / "states.safetensors")
-    states, mj = {}, {}
-    for split in ("benchmark", "heldout"):
-        if split not in st:
-            raise PackageError(f"{root / 'states.safetensors'} lacks the {split!r} split")
-        x = st[split]
-        if x.dim() != 2 or x.shape[1] != S or x.dtype != torch.float32:
-            raise PackageError(f"{root / 'states.safetensors'}: {split} states have shape {list(x.shape)} "
-                               f"({x.dtype}), expected [N, {S}] float32")
-        states[split] = x
-    for k, v in st.items():
-        if k not in states:
-            mj[k] = v
+        st = _read(root / "states.safetensors")
+        for split in ("benchmark", "heldout"):
+            if split not in st:
+                raise PackageError(f"{root / 'states.safetensors'} lacks the {split!r} split")
+            x = st[split]
+            if x.dim() != 2 or x.shape[1] != S or x.dtype != torch.float32:
+                raise PackageError(f"{root / 'states.safetensors'}: {split} states have shape {list(x.shape)} "
+                                   f"({x.dtype}), expected [N, {S}] float32")
+            states[split] = x
+        for k, v in st.items():
+            if k not in states:
+                mj[k] = v
 
     direct = iterative = dynamics = reward = None
     if "direct.safetensors" in files:
@@ -328,7 +347,7 @@ def load_package(path: str | Path) -> AgentPackage:
     return AgentPackage(root, meta, q, states, direct, iterative, dynamics, reward, mj)
 
 
-__all__ = ["AgentPackage", "PackageError", "export_package", "load_package"]
+__all__ = ["AgentPackage", "OPTIMIZER_FORMAT", "PackageError", "export_package", "load_package"]
 
 # Loading a package makes its optimizers available by name ("direct", "iterative").
 import optbench.optimizers.amortized  # noqa: E402,F401
