@@ -52,6 +52,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_executor_options(p, what="cells")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("tune", help="sweep a suite's [tuning] grids on held-out states and choose settings",
+                       description="Run every setting of the suite's [tuning] grids on the objectives' held-out "
+                       "states (a resumable run), choose one setting per grid, and write tuning.json and tuning.md "
+                       "beside suite.toml.")
+    p.add_argument("--suite", required=True, help="suite name or path to a suite directory")
+    p.add_argument("--out", type=Path, help="run directory of the sweep (default: results/runs/SUITE-tuning-HASH)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+    add_executor_options(p, what="cells")
+    p.set_defaults(func=cmd_tune)
+
     p = sub.add_parser("list", help="list suites and optimizers")
     p.set_defaults(func=cmd_list)
 
@@ -104,12 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from optbench.suites.spec import load_suite
 
     _check_device(args.device, local=args.executor != "ray")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UserError(f"--threads must be >= 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     suite = load_suite(args.suite)
     plan = plan_run(suite, optimizers=args.optimizers, iterations=args.iterations, seeds=args.seeds,
                     states=args.states, quick=args.quick, device=args.device)
@@ -127,6 +133,49 @@ def cmd_run(args: argparse.Namespace) -> int:
         paths = plot_run(store)
         console.print("plots: " + ", ".join(str(p) for p in paths))
     console.print(f"results in {out} ({time.perf_counter() - tic:.1f} s); re-print with `optbench show {out}`")
+    return 0
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        if threads < 1:
+            raise UserError(f"--threads must be >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from optbench.runner.grid import plan_run, run_plan
+    from optbench.runner.store import atomic_write_json
+    from optbench.runner.tuning import markdown, select, suite_lines, tuning_path, tuning_suite
+    from optbench.suites.spec import load_suite
+
+    _check_device(args.device, local=args.executor != "ray")
+    _set_threads(args.threads)
+    suite = load_suite(args.suite)
+    sweep = tuning_suite(suite)
+    plan = plan_run(sweep, device=args.device)
+    out = args.out or plan.default_out()
+    from optbench.runner.executors import ExecutorError
+
+    with executor_from_args(args, args.device) as executor:
+        try:
+            store = run_plan(plan, out, executor=executor)
+        except ExecutorError as exc:
+            raise UserError(f"{exc}; finished cells are saved, re-run the same command to resume") from None
+    result = select(store, suite)
+    result["run"] = str(out)
+    path = tuning_path(suite)
+    atomic_write_json(path, result)
+    path.with_suffix(".md").write_text(markdown(result))
+    for g in result["grids"]:
+        console.print(f"[bold]{g['label']}[/]: chosen [cyan]{g['chosen']}[/] "
+                      f"(normalized improvement {g['normalized_improvement'][g['chosen']]:.3f}); per objective: "
+                      + ", ".join(f"{o}: {s}" for o, s in g["best_per_objective"].items()), highlight=False)
+    console.print(f"wrote {path} and {path.with_suffix('.md')}; suite.toml entries for the chosen settings:")
+    for line in suite_lines(result):
+        console.print("    " + line, highlight=False, markup=False)
     return 0
 
 

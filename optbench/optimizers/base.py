@@ -107,6 +107,12 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
     return m["name"], m["method"], kwargs
 
 
+def format_spec(name: str, method: str | None, kwargs: dict[str, Any]) -> str:
+    """The inverse of :func:`parse_spec`: ``("adam", None, {"lr": 0.03})`` -> ``"adam(lr=0.03)"``."""
+    head = name if method is None else f"{name}:{method}"
+    return head if not kwargs else head + "(" + ",".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")"
+
+
 def make_optimizer(spec: str | dict[str, Any], **context: Any) -> PolicyOptimizer:
     """Build an optimizer from a spec string or a ``{"name": ..., **settings}`` mapping.
 

@@ -27,12 +27,13 @@ Every problem in the file is reported as one line naming the file and the field.
 
 from __future__ import annotations
 
+import itertools
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from optbench.optimizers.base import OptimizerError, parse_spec
+from optbench.optimizers.base import OptimizerError, format_spec, parse_spec
 
 
 class SuiteError(ValueError):
@@ -77,6 +78,71 @@ class ObjectiveEntry:
 
 
 @dataclass(frozen=True)
+class Grid:
+    label: str
+    spec: str
+    axes: tuple[tuple[str, tuple[Any, ...]], ...]
+
+    def expand(self) -> list[str]:
+        """Every setting of the grid as a spec string (grid values override the base spec's)."""
+        name, method, base = parse_spec(self.spec)
+        keys = [k for k, _ in self.axes]
+        return [format_spec(name, method, {**base, **dict(zip(keys, values))})
+                for values in itertools.product(*(v for _, v in self.axes))]
+
+
+@dataclass(frozen=True)
+class Tuning:
+    split: str
+    iterations: int
+    seeds: tuple[int, ...]
+    states: int | None
+    grids: tuple[Grid, ...]
+
+
+def parse_tuning(raw: Any, fail) -> Tuning | None:
+    """The ``[tuning]`` table of a suite file (``None`` if absent); errors through ``fail``."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise fail("[tuning] must be a table")
+    unknown = set(raw) - {"split", "iterations", "seeds", "states", "grids"}
+    if unknown:
+        raise fail(f"unknown field(s) [tuning].{sorted(unknown)}; allowed: grids, iterations, seeds, split, states")
+    split = raw.get("split", "heldout")
+    if not isinstance(split, str) or split == "benchmark":
+        raise fail("[tuning].split must name a held-out state split (not 'benchmark')")
+    iterations = raw.get("iterations", 100)
+    states = raw.get("states")
+    seeds = raw.get("seeds", [0])
+    if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 1:
+        raise fail("[tuning].iterations must be a positive integer")
+    if states is not None and (not isinstance(states, int) or states < 1):
+        raise fail("[tuning].states must be a positive integer")
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise fail("[tuning].seeds must be a non-empty list of integers")
+    grids_raw = raw.get("grids")
+    if not isinstance(grids_raw, list) or not grids_raw:
+        raise fail("[tuning].grids must be a non-empty list of tables")
+    grids = []
+    for i, g in enumerate(grids_raw):
+        if not isinstance(g, dict) or not isinstance(g.get("label"), str) or not isinstance(g.get("spec"), str):
+            raise fail(f"[tuning].grids[{i}] needs string fields 'label' and 'spec'")
+        axes = tuple((k, tuple(v)) for k, v in g.items() if k not in ("label", "spec"))
+        if not axes or not all(isinstance(v, tuple) and v for _, v in axes):
+            raise fail(f"[tuning].grids[{i}] ({g['label']}) needs at least one non-empty list of values to sweep")
+        grid = Grid(g["label"], g["spec"], axes)
+        try:
+            grid.expand()
+        except Exception as exc:  # noqa: BLE001 - a bad spec is a malformed suite, reported in one line
+            raise fail(f"[tuning].grids[{i}] ({g['label']}): {exc}") from None
+        grids.append(grid)
+    if len({g.label for g in grids}) != len(grids):
+        raise fail("[tuning].grids labels must be unique")
+    return Tuning(split, iterations, tuple(seeds), states, tuple(grids))
+
+
+@dataclass(frozen=True)
 class Suite:
     name: str
     description: str
@@ -86,6 +152,7 @@ class Suite:
     settings: dict[str, Any] = field(default_factory=dict)
     quick: dict[str, Any] = field(default_factory=dict)
     tables: tuple[str, ...] = ()
+    tuning: Tuning | None = None
 
 
 def suite_search_path() -> list[Path]:
@@ -131,7 +198,7 @@ def parse_suite(raw: dict[str, Any], path: Path) -> Suite:
     def fail(msg: str) -> SuiteError:
         return SuiteError(f"malformed suite file {path}: {msg}")
 
-    known_top = {"name", "description", "optimizers", "settings", "quick", "objectives", "tables"}
+    known_top = {"name", "description", "optimizers", "settings", "quick", "objectives", "tables", "tuning"}
     unknown = set(raw) - known_top
     if unknown:
         raise fail(f"unknown top-level field(s) {sorted(unknown)}; allowed: {sorted(known_top)}")
@@ -172,7 +239,7 @@ def parse_suite(raw: dict[str, Any], path: Path) -> Suite:
     if not isinstance(tables, list) or not all(isinstance(t, str) and t in PAPER_TABLES for t in tables):
         raise fail(f"'tables' must be a list of table names from {sorted(PAPER_TABLES)}")
     return Suite(raw["name"], str(raw.get("description", "")), path.parent, tuple(objectives), tuple(optimizers),
-                 settings, quick, tuple(tables))
+                 settings, quick, tuple(tables), parse_tuning(raw.get("tuning"), fail))
 
 
 def _settings(raw: Any, where: str, fail) -> dict[str, Any]:
