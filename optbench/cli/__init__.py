@@ -18,11 +18,11 @@ class UserError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from optbench.cli import agent_commands, analysis_commands, run_commands
+    from optbench.cli import agent_commands, analysis_commands, meta_commands, run_commands
 
     parser = argparse.ArgumentParser(prog="optbench", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (run_commands, agent_commands, analysis_commands):
+    for module in (run_commands, agent_commands, meta_commands, analysis_commands):
         module.add_parsers(sub)
     return parser
 
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the exact command, for records
     try:
         return int(args.func(args) or 0)
     except (UserError, OptimizerError, FileNotFoundError, ValueError) as exc:
