@@ -118,18 +118,17 @@ def test_gaussian_kl():
 
 
 def test_retrace_toy():
-    # q(s,a) = s + a, V(s) = 2 s, r = 1, s' = s + 1, π(s) = 0, γ = λ = 0.5, horizon 1 (k = 0, 1)
+    # q(s,a) = s + a, V(s) = 2 s, r = 1, s' = s + 1, π(s) = 0, γ = λ = 0.5; horizon = model steps
     s = torch.tensor([0.0])
     a = torch.tensor([1.0])
-    est = retrace_estimate(s, a, q_fn=lambda s, a: s + a, v_fn=lambda s: 2 * s, reward_fn=lambda s, a: torch.ones_like(s),
-                           dynamics_fn=lambda s, a: s + 1, policy_fn=lambda s: torch.zeros_like(s), gamma=0.5, lam=0.5,
-                           horizon=1)
-    # Q = 1; k=0: 1 + 0.5·2 − 1 = 1 (weight 1); k=1: q(1,0) = 1, 1 + 0.5·4 − 1 = 2 (weight 0.25)
-    assert est.item() == pytest.approx(1 + 1 + 0.25 * 2)
-    # horizon 0 is the one-step TD target r + γ V(s')
-    est0 = retrace_estimate(s, a, q_fn=lambda s, a: s + a, v_fn=lambda s: 2 * s, reward_fn=lambda s, a: torch.ones_like(s),
-                            dynamics_fn=lambda s, a: s + 1, policy_fn=lambda s: torch.zeros_like(s), gamma=0.5, horizon=0)
-    assert est0.item() == pytest.approx(1 + 0.5 * 2)
+    kw = dict(q_fn=lambda s, a: s + a, v_fn=lambda s: 2 * s, reward_fn=lambda s, a: torch.ones_like(s),
+              dynamics_fn=lambda s, a: s + 1, policy_fn=lambda s: torch.zeros_like(s), gamma=0.5, lam=0.5)
+    # horizon 2 (k = 0, 1): Q = 1; k=0: 1 + 0.5·2 − 1 = 1 (weight 1); k=1: q(1,0) = 1, 1 + 0.5·4 − 1 = 2 (weight 0.25)
+    assert retrace_estimate(s, a, horizon=2, **kw).item() == pytest.approx(1 + 1 + 0.25 * 2)
+    # horizon 1 is the one-step TD target r + γ V(s')
+    assert retrace_estimate(s, a, horizon=1, **kw).item() == pytest.approx(1 + 0.5 * 2)
+    # horizon 0 is Q itself
+    assert retrace_estimate(s, a, horizon=0, **kw).item() == pytest.approx(1.0)
 
 
 def test_models_residual_and_likelihood():
@@ -265,7 +264,7 @@ def test_model_based_q_matches_retrace_by_hand():
     torch.manual_seed(0)
     S, A = 3, 2
     q, dyn, rew, pol = QEnsemble(S, A, (8,)), DynamicsModel(S, A, (8,)), RewardModel(S, A, (8,)), DirectActor(S, A, (8,))
-    mb = ModelBasedQ(q, dyn, rew, pol, 0.1, beta=1.0, gamma=0.9, lam=0.5, horizon=1, value_samples=4)
+    mb = ModelBasedQ(q, dyn, rew, pol, 0.1, beta=1.0, gamma=0.9, lam=0.5, horizon=2, value_samples=4)
     s, a = torch.randn(2, S), torch.rand(2, 1, A) * 2 - 1
     out = mb(s, a)
     assert out.shape == (1, 2, 1)

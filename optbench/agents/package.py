@@ -229,22 +229,33 @@ class AgentPackage:
     def model_based_objective(self, split: str = "benchmark", beta: float = 1.0, n_states: int | None = None,
                               score_samples: int = 1000, score_seed: int = 0, horizon: int = 2, lam: float = 0.9,
                               value_samples: int = 8, device: str | torch.device = "cpu") -> PolicyObjective:
-        """The objective with the model-based Retrace estimate ``Q_MB`` (App. A.5) in place of ``Q``.
+        """The objective with the model-based Retrace estimate ``Q_MB`` (App. A.5) in place of ``Q̂``.
 
-        Needs the package's models and a direct (or distilled) rollout network. Each Q-evaluation
-        counted by the objective stands for ``q.q_evals_per_pair`` ensemble evaluations.
+        ``horizon`` = ``h`` model steps (the Retrace sum over ``k = 0..h−1``; seed 000's
+        ``h_paper`` is ``h − 1``), ``lam`` the Retrace λ, ``value_samples`` the fixed draws of
+        each ``V(s_{k+1})``. ``horizon = 0`` is exactly :meth:`objective` (same states, scoring
+        draws, values). Needs the package's dynamics and reward models and its direct (or
+        distilled) rollout network. Each (s, a) pair the objective evaluates is counted as
+        ``q.q_evals_per_pair`` Q-ensemble evaluations in its ledger.
         """
-        from optbench.agents.models import ModelBasedQ
+        from optbench.agents.models import ModelBasedQ, check_model_based_params
 
-        if self.dynamics is None or self.reward is None or self.direct is None:
-            raise PackageError(f"package {self.path} lacks the models or the direct rollout network for Q_MB")
+        missing = [what for what, m in (("dynamics model", self.dynamics), ("reward model", self.reward),
+                                        ("direct rollout network", self.direct)) if m is None]
+        if missing:
+            raise PackageError(f"package {self.path} has no {' / '.join(missing)}: a model-based objective needs "
+                               f"an agent trained with models (optbench train without --no-models)")
+        try:
+            check_model_based_params(horizon, lam, value_samples)
+        except ValueError as exc:
+            raise PackageError(str(exc)) from None
+        obj = self.objective(split, beta, n_states, score_samples, score_seed, device)
         gamma = float(self.meta.get("gamma", 0.99))
         q_mb = ModelBasedQ(self.q, self.dynamics, self.reward, self.direct, self.alpha, beta=beta, gamma=gamma,
                            lam=lam, horizon=horizon, value_samples=value_samples).to(device)
-        obj = self.objective(split, beta, n_states, score_samples, score_seed, device)
-        out = PolicyObjective(q_mb, obj.states, self.alpha, beta=beta, name=f"{self.name}:{split}:model-based",
-                              score_noise=obj.score_noise)
-        return out
+        return PolicyObjective(q_mb, obj.states, self.alpha, beta=beta, score_seed=score_seed,
+                               name=f"{self.name}:{split}:model-based(h={horizon},lam={lam:g})",
+                               score_noise=obj.score_noise)
 
 
 def _read(path: Path) -> dict[str, torch.Tensor]:

@@ -1,8 +1,9 @@
-"""``optbench train | evaluate | export``: the agent trainer's commands.
+"""``optbench train | evaluate | export | model-error``: the agent trainer's commands.
 
     optbench train --task HalfCheetah-v5 --policy direct --steps 200000 --seed 0 --out runs/hc-direct-s0
     optbench evaluate runs/hc-direct-s0 --episodes 10
     optbench export runs/hc-direct-s0 --states 1000 --out packages/hc-direct-s0
+    optbench model-error packages/hc-direct-s0 --episodes 5 --horizons 1,2,5
 
 Re-running the same ``train`` command resumes from the checkpoint in ``--out``.
 """
@@ -140,6 +141,43 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_model_error(args) -> int:
+    _threads(args)
+    from rich.table import Table
+
+    from pathlib import Path
+
+    from optbench.agents.model_error import HELDOUT_SEED, model_errors
+    from optbench.cli import UserError, console
+    from optbench.runner.store import atomic_write_json
+
+    try:
+        horizons = [int(h) for h in args.horizons.split(",") if h.strip()]
+    except ValueError:
+        raise UserError(f"--horizons must be comma-separated integers, got {args.horizons!r}") from None
+    rep = model_errors(args.package, episodes=args.episodes, horizons=horizons,
+                       seed=HELDOUT_SEED if args.seed is None else args.seed,
+                       max_steps=args.max_steps)
+    t = Table(title=f"{rep.agent}: model errors on {rep.transitions} held-out transitions "
+                    f"({rep.episodes} episodes, seeds {rep.seed}+, return {rep.mean_return:.1f})")
+    for col in ("h", "starts", "state RMSE", "state nRMSE", "worst dim nRMSE", "persistence nRMSE", "reward RMSE",
+                "reward rel. err.", "reward nRMSE"):
+        t.add_column(col, justify="right")
+    for h in rep.horizons:
+        t.add_row(str(h.horizon), str(h.starts), f"{h.state_rmse:.4g}", f"{h.state_nrmse:.4g}",
+                  f"{h.state_nrmse_worst:.4g}", f"{h.persistence_nrmse:.4g}", f"{h.reward_rmse:.4g}",
+                  f"{h.reward_rel:.4g}", f"{h.reward_nrmse:.4g}")
+    console.print(t)
+    console.print("h-step: the dynamics model rolled out open loop for h steps with the real actions, against the "
+                  "real state h steps later; nRMSE: per-dimension error / std of the observed states (1 = predicting "
+                  "the mean); persistence: predicting no change; reward: r̂ along the same rollout vs the real reward.",
+                  highlight=False)
+    if args.json:
+        atomic_write_json(Path(args.json), rep.to_dict())
+        console.print(f"wrote {args.json}", highlight=False)
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register the trainer's sub-commands."""
     p = sub.add_parser("train", help="train a SAC agent (direct or iterative policy); re-run to resume")
@@ -182,6 +220,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing package directory")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("model-error", help="dynamics/reward model errors of a package on held-out transitions",
+                       description="Roll out the package's direct policy (deterministic) in the real environment "
+                       "from fresh seeds and report the dynamics model's one-step and h-step open-loop prediction "
+                       "errors and the reward model's errors.")
+    p.add_argument("package", help="objective package directory (optbench export)")
+    p.add_argument("--episodes", type=int, default=5, help="held-out episodes (default 5)")
+    p.add_argument("--horizons", default="1,2,5", help="open-loop horizons, e.g. 1,2,5 (default)")
+    p.add_argument("--max-steps", type=int, default=None, help="cut every episode after this many steps")
+    p.add_argument("--seed", type=int, default=None, help="first reset seed (default: a held-out seed range)")
+    p.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON to OUT")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=cmd_model_error)
 
 
 def _training_options(p: argparse.ArgumentParser) -> None:

@@ -59,7 +59,9 @@ class EvalCounts:
 
     ``q_evals`` counts (s, a) pairs evaluated, per ensemble member (a forward pass of one
     Q-network on one pair is one evaluation). ``grad_evals`` counts the pairs among them
-    that were also back-propagated through to get ``∇_λ J``.
+    that were also back-propagated through to get ``∇_λ J``. A Q-function whose value at
+    one pair costs several Q-network evaluations (a model-based estimate) says how many in
+    ``q_evals_per_pair``; each of its pairs counts that many.
     """
 
     q_evals: int = 0
@@ -111,6 +113,8 @@ class PolicyObjective:
             score_noise = torch.randn(len(states), score_samples, self.action_dim, generator=gen, dtype=states.dtype)
         self.score_noise = score_noise.to(self.device)
         self.counts = EvalCounts()
+        # Q-network evaluations behind one (s, a) value (1 for a plain ensemble; see EvalCounts)
+        self.pair_cost = int(getattr(q, "q_evals_per_pair", 1))
         self.q_chunk_pairs = q_chunk_pairs
         if isinstance(q, torch.nn.Module):
             q.requires_grad_(False)
@@ -178,10 +182,11 @@ class PolicyObjective:
         """Per-sample integrand ``Q̂(s, a) − α (log π_λ(a) + |A| log 2)``: ``[B, P, n]``.
 
         ``lam`` is ``[B, P, 2|A|]``, ``eps`` ``[B, P or 1, n, |A|]`` (``1``: the same draws
-        for every candidate). Differentiable w.r.t. ``lam``; counts ``B·P·n`` Q-evaluations.
+        for every candidate). Differentiable w.r.t. ``lam``; counts ``B·P·n`` Q-evaluations
+        (times :attr:`pair_cost`).
         """
         B, P, _ = lam.shape
-        self.counts.q_evals += B * P * eps.shape[2]
+        self.counts.q_evals += B * P * eps.shape[2] * self.pair_cost
         return self._soft_values(lam, eps)
 
     def estimate(self, lam: Tensor, eps: Tensor) -> Tensor:
@@ -205,9 +210,9 @@ class PolicyObjective:
                 value = self.estimate(lam, eps)
                 (grad,) = torch.autograd.grad(value.sum(), lam)
         else:
-            self.counts.q_evals += B * P * n
+            self.counts.q_evals += B * P * n * self.pair_cost
             value, grad = self._pieced_value_and_grad(lam, eps)
-        self.counts.grad_evals += B * P * n
+        self.counts.grad_evals += B * P * n * self.pair_cost
         return value.detach(), grad
 
     def _pieced_value_and_grad(self, lam: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:

@@ -417,7 +417,6 @@ class Scipy(PolicyOptimizer):
         from scipy.optimize import minimize
 
         dtype, device = sub.states.dtype, sub.device
-        n = self.samples
         calls = {"q": 0, "g": 0}
         records: list[tuple[np.ndarray, float, int, int]] = []
         mark = {"t": time.perf_counter(), "q": 0, "g": 0}
@@ -428,10 +427,11 @@ class Scipy(PolicyOptimizer):
         def fun(x: np.ndarray):
             if not np.isfinite(x).all():
                 raise OptimizerError(f"scipy:{self.method} proposed a non-finite λ")
+            before = sub.counts.copy()  # the objective's ledger (exact for multi-evaluation Qs, e.g. model-based)
             if self.uses_gradient:
                 value, grad = sub.value_and_grad(as_lam(x), eps)
-                calls["q"] += n
-                calls["g"] += n
+                calls["q"] += sub.counts.q_evals - before.q_evals
+                calls["g"] += sub.counts.grad_evals - before.grad_evals
                 v = float(value)
                 if not (math.isfinite(v) and torch.isfinite(grad).all()):
                     raise OptimizerError(f"scipy:{self.method}: objective or gradient is NaN/inf "
@@ -439,7 +439,7 @@ class Scipy(PolicyOptimizer):
                 return -v, -grad.view(-1).double().cpu().numpy()
             with torch.no_grad():
                 v = float(sub.estimate(as_lam(x), eps))
-            calls["q"] += n
+            calls["q"] += sub.counts.q_evals - before.q_evals
             if not math.isfinite(v):
                 raise OptimizerError(f"scipy:{self.method}: objective is NaN/inf at iteration {len(records) + 1}")
             return -v

@@ -120,6 +120,38 @@ def build_package(entry: ObjectiveEntry, suite: Suite, settings: dict[str, Any])
     return BuiltObjective(objective, context={"package": pkg}, info=info)
 
 
+@source("package-model-based")
+def build_package_model_based(entry: ObjectiveEntry, suite: Suite, settings: dict[str, Any]) -> BuiltObjective:
+    """A trained agent's model-based objective: ``Q_MB`` (SPEC §3) from the package's learned
+    dynamics and reward models and its direct rollout network in place of ``Q̂``.
+
+    Fields: ``package`` (as for ``source = "package"``), ``horizon`` (model steps ``h ≥ 0``;
+    ``0`` is the model-free objective, seed 000's ``h_paper`` is ``h − 1``), ``lam`` (Retrace λ
+    in ``[0, 1]``); optional ``split``, ``beta``, ``value_samples`` (fixed draws per ``V``, default 8).
+    """
+    from optbench.agents.models import check_model_based_params
+    from optbench.agents.package import load_package
+
+    f = _fields(entry, ("package", "horizon", "lam"), ("split", "beta", "value_samples"))
+    horizon, lam, value_samples = f["horizon"], f["lam"], f.get("value_samples", 8)
+    try:
+        check_model_based_params(horizon, lam, value_samples)
+    except ValueError as exc:
+        raise SuiteError(f"objective {entry.name!r} (source {entry.source}): {exc}") from None
+    pkg = load_package(suite.directory / f["package"])
+    objective = pkg.model_based_objective(split=str(f.get("split", "benchmark")), beta=float(f.get("beta", 1.0)),
+                                          n_states=settings["states"], score_samples=settings["score_samples"],
+                                          score_seed=settings["score_seed"], horizon=horizon, lam=float(lam),
+                                          value_samples=value_samples, device=settings["device"])
+    objective.name = entry.name
+    info = {"task": pkg.task, "agent": pkg.name, "package": str(f["package"]), "alpha": pkg.alpha,
+            "training_steps": pkg.meta.get("training", {}).get("steps"), "eval_return": pkg.meta.get("eval"),
+            "model_based": True, "horizon": horizon, "lam": float(lam), "value_samples": value_samples,
+            "horizon_convention": "model steps h; Retrace sum k = 0..h-1; h = 0 is the model-free objective",
+            "q_evals_per_pair": objective.pair_cost}
+    return BuiltObjective(objective, context={"package": pkg}, info=info)
+
+
 def resolve_context(context: dict[str, Any], suite: Suite) -> dict[str, Any]:
     """Make an optimizer entry's ``package`` path relative to the suite directory."""
     ctx = dict(context)
