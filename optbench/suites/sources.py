@@ -116,7 +116,7 @@ def build_package(entry: ObjectiveEntry, suite: Suite, settings: dict[str, Any])
     objective.name = entry.name
     info = {"task": pkg.task, "agent": pkg.name, "package": str(f["package"]), "alpha": pkg.alpha,
             "training_steps": pkg.meta.get("training", {}).get("steps"),
-            "eval_return": pkg.meta.get("evaluation")}
+            "eval_return": pkg.meta.get("eval")}
     return BuiltObjective(objective, context={"package": pkg}, info=info)
 
 
