@@ -208,6 +208,18 @@ class AgentPackage:
         t = self.meta["training"]
         return f"{self.task}-{self.meta['policy']}-s{t['seed']}"
 
+    @property
+    def trained_on(self) -> list[str]:
+        """The agents whose Q-functions trained this package's networks: the agent itself, or a
+        meta-trained optimizer's source agents (transfer tables tell in-distribution from transfer)."""
+        if self.is_optimizer_package:
+            return sorted({str(s["agent"]) for s in self.meta.get("sources", [])})
+        return [self.name]
+
+    @property
+    def trained_by(self) -> str:
+        return "meta-training" if self.is_optimizer_package else "SAC"
+
     def objective(self, split: str = "benchmark", beta: float = 1.0, n_states: int | None = None,
                   score_samples: int = 1000, score_seed: int = 0, device: str | torch.device = "cpu") -> PolicyObjective:
         """The frozen soft policy objective on the first ``n_states`` states of ``split``."""

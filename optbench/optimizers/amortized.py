@@ -38,6 +38,11 @@ def _package_from(kwargs: dict[str, Any], context: dict[str, Any]):
     return load_package(pkg), str(pkg)
 
 
+def _provenance(pkg) -> dict[str, Any]:
+    """Recorded in the optimizer's settings: which package, trained how, with which agents' Q."""
+    return {"agent": pkg.name, "trained_by": pkg.trained_by, "trained_on": pkg.trained_on}
+
+
 def _check_dims(name: str, net, objective: PolicyObjective) -> None:
     if (net.state_dim, net.action_dim) != (objective.state_dim, objective.action_dim):
         raise OptimizerError(f"{name} network expects {net.state_dim}-dim states and {net.action_dim}-dim actions, "
@@ -64,7 +69,7 @@ class DirectAmortized(PolicyOptimizer):
         if kwargs:
             raise OptimizerError(f"direct takes no settings besides package, got {sorted(kwargs)}")
         settings = {"package": path} if path else {}
-        return cls(pkg.direct, agent=pkg.name, **settings)
+        return cls(pkg.direct, **_provenance(pkg), **settings)
 
     def iterate(self, objective: PolicyObjective, start: Tensor, iterations: int,
                 generator: torch.Generator) -> Iterator[Tensor | Iterate]:
@@ -110,7 +115,7 @@ class IterativeAmortized(PolicyOptimizer):
         kwargs.setdefault("iterations_trained", arch.get("iterations_trained"))
         if path:
             kwargs["package"] = path
-        return cls(pkg.iterative, agent=pkg.name, **kwargs)
+        return cls(pkg.iterative, **_provenance(pkg), **kwargs)
 
     def iterate(self, objective: PolicyObjective, start: Tensor, iterations: int,
                 generator: torch.Generator) -> Iterator[Tensor | Iterate]:

@@ -12,6 +12,8 @@ the run holds and says so when a question cannot be answered (e.g. no iterative 
   largest drop after iteration 5 (stable: no drop beyond scoring noise).
 * ``r7``: an iterative optimizer from another agent on this objective vs this agent's direct actor.
 * ``headroom``: the direct actor's J against the best J any optimizer found.
+* ``transfer``: every amortized optimizer's normalized J on objectives it was (in-distribution)
+  and was not trained on (model-based objectives, other agents, other tasks); R6, R7.
 
 All J are means over states and seeds of the scored J (same draws for every optimizer).
 """
@@ -23,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 from rich.table import Table
 
-from optbench.metrics.summary import CellGroup, group_cells, reference_values
+from optbench.metrics.summary import CellGroup, group_cells, normalized, reference_values
 from optbench.optimizers.base import parse_spec
 from optbench.runner.store import ResultsStore
 
@@ -194,6 +196,67 @@ def headroom_tables(store: ResultsStore) -> list[Table]:
     return [t]
 
 
+def relation(group: CellGroup, objective: dict[str, Any]) -> str:
+    """How an amortized optimizer's training relates to ``objective``: ``in-distribution`` (the
+    model-free Q of an agent it was trained with), or which transfer it is."""
+    settings = group.meta.get("settings") or {}
+    trained_on = settings.get("trained_on") or [settings.get("agent")]
+    info = objective.get("info", {})
+    model = f"model-based h={info['horizon']}" if info.get("model_based") else "model-free"
+    if info.get("agent") in trained_on:
+        return "in-distribution" if model == "model-free" else f"model-free → {model}"
+    tasks = {str(a).split("-")[0] for a in trained_on if a}
+    same_task = str(info.get("task", "")).split("-")[0] in tasks
+    return f"{'agent → agent' if same_task else 'task → task'} ({model})"
+
+
+def transfer_tables(store: ResultsStore) -> list[Table]:
+    """Each amortized optimizer on each objective: J and normalized score at its trained budget
+    and at its final iteration, beside its own in-distribution result and the best classical
+    optimizer at the same iteration."""
+    t = Table(title="Transfer · amortized optimizers on objectives they were and were not trained on",
+              title_justify="left", header_style="bold")
+    for col in ("objective", "optimizer", "trained", "relation", "J@K", "norm@K", "norm@final (it)",
+                "in-dist. norm@K", "best classical norm@K"):
+        t.add_column(col, justify="left" if col in ("objective", "optimizer", "trained", "relation") else "right")
+    rows: list[tuple] = []
+    in_dist: dict[str, float] = {}
+    for obj, groups in _per_objective(store):
+        ref, _ = reference_values(obj, groups)
+        start = np.asarray(obj["start_scores"])
+
+        def norm(g: CellGroup, k: int) -> float | None:
+            v = g.at(k)
+            return None if v is None else float(np.nanmean(normalized(v, start, ref)))
+
+        classical = [g for g in groups if not g.meta.get("amortized")]
+        for g in groups:
+            if not g.meta.get("amortized"):
+                continue
+            k = _trained_budget(g)
+            rel = relation(g, obj)
+            best = max(((norm(c, k), c.optimizer) for c in classical if norm(c, k) is not None), default=None)
+            settings = g.meta.get("settings") or {}
+            if rel == "in-distribution":
+                in_dist[g.optimizer] = norm(g, k)
+            rows.append((obj["name"], g.optimizer, f"{settings.get('trained_by', '')}, K={k}", rel, _mean_at(g, k),
+                         norm(g, k), f"{norm(g, g.budget):.3f} ({g.budget})",
+                         best))
+    for name, opt, trained, rel, j, nk, nf, best in rows:
+        own = None if rel == "in-distribution" else in_dist.get(opt)
+        t.add_row(name, opt, trained, rel, _fmt(j), _fmt(nk, 3), nf, "" if own is None else f"{own:.3f}",
+                  "" if best is None else f"{best[0]:.3f} ({best[1]})")
+    t.caption = ("norm = (J − J_start)/(J_best − J_start), J_best the best J any optimizer of the run found on the "
+                 "objective (1 = as good as the best). K: the optimizer's training iterations (direct: 1). "
+                 "Paper (seed 000, Fig. 8c–d): an iterative optimizer trained on model-free Q improves a model-based "
+                 "objective zero-shot; a direct network cannot use the new objective.")
+    if not rows:
+        t.caption = "No amortized optimizer in this run. " + t.caption
+    t.caption_justify = "left"
+    return [t]
+
+
 PAPER_TABLES: dict[str, Callable[[ResultsStore], list[Table]]] = {
     "r1": r1_tables, "r2": r2_tables, "r5": r5_tables, "r7": r7_tables, "headroom": headroom_tables,
+    "transfer": transfer_tables,
 }
