@@ -3,13 +3,16 @@ the shipped `transfer` suite's quick variant end to end."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from optbench.cli import main
 from optbench.metrics.summary import CellGroup
 from optbench.reporting.paper_tables import relation
 
@@ -40,3 +43,45 @@ def test_transfer_suite_quick_run_prints_the_transfer_table(tmp_path):
     assert "Transfer · amortized optimizers" in out
     assert "in-distribution" in out and "model-free → model-based h=2" in out
     assert "meta-training" in out
+
+
+PACKAGES = Path(__file__).resolve().parents[1] / "suites" / "mujoco-states" / "packages"
+PER_OBJECTIVE_SUITE = f"""
+name = "per-objective"
+optimizers = [
+  {{ spec = "direct", label = "direct", iterations = 1 }},
+  {{ spec = "direct", label = "direct (mapped)", iterations = 1, package = {{ hc = "{PACKAGES / 'halfcheetah-direct'}", hop = "{PACKAGES / 'hopper-direct'}" }} }},
+]
+[settings]
+states = 4
+score_samples = 16
+[[objectives]]
+name = "hc"
+source = "package"
+package = "{PACKAGES / 'halfcheetah-direct'}"
+[[objectives]]
+name = "hop"
+source = "package"
+package = "{PACKAGES / 'hopper-direct'}"
+"""
+
+
+def test_one_optimizer_label_with_a_package_per_objective(tmp_path):
+    """`package = {objective = path}`: one labelled learned optimizer spanning several tasks,
+    each objective getting its own package (here: each agent's own actor again)."""
+    (tmp_path / "suite.toml").write_text(PER_OBJECTIVE_SUITE)
+    assert main(["run", "--suite", str(tmp_path), "--out", str(tmp_path / "r"), "--no-plots"]) == 0
+    cells = {(c["objective"], c["optimizer"]): c for c in map(json.loads, map(Path.read_text,
+                                                                              (tmp_path / "r" / "cells").glob("*.json")))}
+    for obj in ("hc", "hop"):
+        assert cells[(obj, "direct (mapped)")]["scores"] == cells[(obj, "direct")]["scores"]
+        assert cells[(obj, "direct (mapped)")]["settings"]["agent"] == cells[(obj, "direct")]["settings"]["agent"]
+
+
+def test_package_table_must_cover_its_objectives(tmp_path, capsys):
+    text = PER_OBJECTIVE_SUITE.replace('package = {', 'objectives = ["hc", "hop"], package = {').replace(
+        f', hop = "{PACKAGES / "hopper-direct"}"', "")
+    (tmp_path / "suite.toml").write_text(text)
+    assert main(["run", "--suite", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "names no package for objective(s) ['hop']" in err and len(err.strip().splitlines()) == 1

@@ -160,7 +160,7 @@ class RebuiltRun:
         context = {}
         for e in self.suite.optimizers:
             if e.label == label:
-                context = resolve_context(dict(e.context), self.suite)
+                context = resolve_context(dict(e.context), self.suite, built.objective.name)
         return make_optimizer(self.spec(label), **{**built.context, **context})
 
 

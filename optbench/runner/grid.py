@@ -183,7 +183,7 @@ def compute_task(ctx: GridContext, task: ObjectiveTask | CellTask,
     if isinstance(task, ObjectiveTask):
         return objective_record(task.objective, built, obj.score(obj.initial_params()))
     entry = task.entry
-    optimizer = make_optimizer(entry.spec, **{**built.context, **resolve_context(dict(entry.context), suite)})
+    optimizer = make_optimizer(entry.spec, **{**built.context, **resolve_context(dict(entry.context), suite, task.objective)})
     with torch.inference_mode(False):
         trace = run_optimizer(optimizer, obj, task.iterations, seed=task.seed, score_at=settings["score_at"],
                               on_iteration=on_iteration)

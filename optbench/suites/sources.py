@@ -16,7 +16,7 @@ import torch
 from optbench.objectives.analytic import AnalyticQ, KnownOptimum, solve_optimum
 from optbench.objectives.policy_objective import PolicyObjective
 from optbench.objectives.q_functions import QEnsemble
-from optbench.suites.spec import ObjectiveEntry, Suite, SuiteError
+from optbench.suites.spec import PER_OBJECTIVE, ObjectiveEntry, Suite, SuiteError
 
 
 @dataclass
@@ -152,9 +152,16 @@ def build_package_model_based(entry: ObjectiveEntry, suite: Suite, settings: dic
     return BuiltObjective(objective, context={"package": pkg}, info=info)
 
 
-def resolve_context(context: dict[str, Any], suite: Suite) -> dict[str, Any]:
-    """Make an optimizer entry's ``package`` path relative to the suite directory."""
+def resolve_context(context: dict[str, Any], suite: Suite, objective: str | None = None) -> dict[str, Any]:
+    """An optimizer entry's context for ``objective``: its ``package`` (one path, or the one
+    given for this objective) made relative to the suite directory."""
     ctx = dict(context)
-    if isinstance(ctx.get("package"), str):
-        ctx["package"] = str(suite.directory / ctx["package"])
+    pkg = ctx.get("package")
+    if isinstance(pkg, tuple) and len(pkg) == 2 and pkg[0] == PER_OBJECTIVE:
+        per = dict(pkg[1])
+        if objective not in per:
+            raise SuiteError(f"no package given for objective {objective!r} (packages for {sorted(per)})")
+        pkg = ctx["package"] = per[objective]
+    if isinstance(pkg, str):
+        ctx["package"] = str(suite.directory / pkg)
     return ctx

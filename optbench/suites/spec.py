@@ -36,6 +36,9 @@ from typing import Any
 from optbench.optimizers.base import OptimizerError, format_spec, parse_spec
 
 
+PER_OBJECTIVE = "per-objective"  # marks an optimizer context value given per objective
+
+
 class SuiteError(ValueError):
     """A suite that cannot be found or whose definition is malformed."""
 
@@ -54,7 +57,9 @@ class OptimizerEntry:
 
     ``iterations`` overrides the suite budget for this optimizer (``None``: suite budget);
     ``objectives`` restricts it to some objectives (empty: all); ``context`` holds fields a
-    learned optimizer needs (e.g. ``package``: which agent's network to load).
+    learned optimizer needs (e.g. ``package``: which agent's network to load, either one path
+    or a table ``{objective name = path}``, so that one labelled optimizer, such as "the
+    iterative agent's optimizer on the direct agent's Q", spans several tasks).
     """
 
     spec: str
@@ -274,6 +279,15 @@ def _optimizer_entry(o: Any, i: int, fail) -> OptimizerEntry:
     objectives = o.get("objectives", [])
     if not isinstance(objectives, list):
         raise fail(f"optimizers[{i}].objectives must be a list of objective names")
+    package = o.get("package")
+    if isinstance(package, dict):  # one package per objective: {"objective name" = "path", ...}
+        if not package or not all(isinstance(v, str) for v in package.values()):
+            raise fail(f"optimizers[{i}].package must be a path or a table of objective name = path")
+        objectives = objectives or sorted(package)
+        missing = set(objectives) - set(package)
+        if missing:
+            raise fail(f"optimizers[{i}].package names no package for objective(s) {sorted(missing)}")
+        o = {**o, "package": (PER_OBJECTIVE, tuple(sorted(package.items())))}
     context = tuple(sorted((k, _freeze(v)) for k, v in o.items() if k not in ("spec", "label", "iterations", "objectives")))
     return OptimizerEntry(o["spec"], str(o.get("label", o["spec"])), iterations, tuple(objectives), context)
 
