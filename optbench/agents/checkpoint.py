@@ -1,8 +1,9 @@
 """Checkpoint files that load without executing code.
 
 A checkpoint is one safetensors file: every tensor (networks, Adam moments, RNG state,
-replay buffer) plus a JSON document in the safetensors header (``__metadata__["optbench"]``)
-holding configuration, counters, numpy/env RNG states and optimizer hyperparameters. The
+replay buffer; always CPU tensors, so a checkpoint loads on any device) plus a JSON document
+in the safetensors header (``__metadata__["optbench"]``) holding configuration, counters,
+numpy/env RNG states and optimizer hyperparameters. The
 JSON carries a sha256 digest of all tensor bytes, verified on load, so a truncated or
 modified file is refused. Writes are atomic (temporary file + ``os.replace``).
 """
@@ -37,9 +38,10 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Atomically write ``tensors`` and ``meta`` (JSON-able) to ``path``."""
+    """Atomically write ``tensors`` (stored as CPU tensors, whatever their device) and ``meta``
+    (JSON-able) to ``path``."""
     path = Path(path)
-    tensors = {k: v.detach().contiguous().clone() if v.requires_grad else v.detach().contiguous()
+    tensors = {k: v.detach().cpu().contiguous().clone() if v.requires_grad else v.detach().cpu().contiguous()
                for k, v in tensors.items()}
     meta = dict(meta, format=FORMAT, format_version=VERSION, digest=tensor_digest(tensors))
     tmp = path.with_name(path.name + ".tmp")

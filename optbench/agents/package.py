@@ -67,15 +67,18 @@ def sha256_file(path: Path) -> str:
 # ---------------------------------------------------------------------- export
 def export_package(checkpoint: str | Path, out_dir: str | Path, *, n_states: int = 1000, heldout: int | None = None,
                    eval_episodes: int = 10, seed: int = 2024, task: str | None = None,
-                   overwrite: bool = False) -> Path:
-    """Write the objective package of a checkpoint (see the module docstring)."""
+                   overwrite: bool = False, device: str | torch.device = "cpu") -> Path:
+    """Write the objective package of a checkpoint (see the module docstring).
+
+    ``device``: where the agent runs its evaluation episodes; the package holds CPU float32
+    tensors whatever the device."""
     from optbench.agents.trainer import agent_from_checkpoint, versions
 
     if n_states < 1:
         raise PackageError(f"--states must be >= 1, got {n_states}")
     heldout = n_states if heldout is None else heldout
     tensors, meta = load_checkpoint(checkpoint, task=task)
-    agent = agent_from_checkpoint(tensors, meta)
+    agent = agent_from_checkpoint(tensors, meta, device)
     cfg = agent.cfg
     out = Path(out_dir).expanduser()
     if out.exists() and any(out.iterdir()):
@@ -118,7 +121,7 @@ def export_package(checkpoint: str | Path, out_dir: str | Path, *, n_states: int
             state_tensors[f"{split}_qvel"] = torch.as_tensor(qvel[idx], dtype=torch.float64)
 
     def f32(sd):
-        return {k: v.detach().to(torch.float32).contiguous() for k, v in sd.items()}
+        return {k: v.detach().to(device="cpu", dtype=torch.float32).contiguous() for k, v in sd.items()}
 
     files = {"q.safetensors": f32(agent.q.state_dict()), "states.safetensors": state_tensors}
     arch: dict = {"q": {"kind": "QEnsemble", "state_dim": agent.state_dim, "action_dim": agent.action_dim,

@@ -1,4 +1,5 @@
-"""Replay buffer: a fixed-capacity ring of transitions in numpy arrays.
+"""Replay buffer: a fixed-capacity ring of transitions in numpy arrays (always in host memory;
+sampled batches are moved to the agent's device, see :meth:`ReplayBuffer.sample`).
 
 ``done`` stores *termination* only (never truncation), so targets bootstrap through time
 limits: ``y = r + γ (1 − terminated) V(s')``.
@@ -39,12 +40,38 @@ class ReplayBuffer:
         self.size = min(self.size + 1, self.capacity)
         self.total += 1
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
-        """``(obs, action, reward, next_obs, terminated)`` as float32 tensors (uniform, with replacement)."""
+    def sample(self, batch_size: int, rng: np.random.Generator, device: torch.device | str | None = None
+               ) -> tuple[torch.Tensor, ...]:
+        """``(obs, action, reward, next_obs, terminated)`` as float32 tensors (uniform, with replacement).
+
+        On ``device`` (default: the CPU, where the buffer lives); the same rows whatever the
+        device (one draw from ``rng``). For another device the batch is gathered into one
+        host buffer (pinned for CUDA) and moved in a single transfer, see :meth:`gather_packed`.
+        """
         idx = rng.integers(0, self.size, size=batch_size)
+        if device is not None and torch.device(device).type != "cpu":
+            return self.gather_packed(idx, device)
         return (torch.from_numpy(self.obs[idx]), torch.from_numpy(self.action[idx]),
                 torch.from_numpy(self.reward[idx]), torch.from_numpy(self.next_obs[idx]),
                 torch.from_numpy(self.terminated[idx]))
+
+    def gather_packed(self, idx: np.ndarray, device: torch.device | str) -> tuple[torch.Tensor, ...]:
+        """Rows ``idx`` of every field, gathered into one contiguous float32 host buffer (pinned
+        memory when ``device`` is CUDA, so the copy is asynchronous), moved to ``device`` in one
+        transfer and split there into contiguous ``(obs, action, reward, next_obs, terminated)``."""
+        device = torch.device(device)
+        B = len(idx)
+        shapes = [(B, *getattr(self, k).shape[1:]) for k in FIELDS]
+        sizes = [int(np.prod(s)) for s in shapes]
+        pinned = device.type == "cuda"
+        host = torch.empty(sum(sizes), dtype=torch.float32, pin_memory=pinned)
+        buf, off = host.numpy(), 0
+        for k, shape, n in zip(FIELDS, shapes, sizes):
+            np.take(getattr(self, k), idx, axis=0, out=buf[off:off + n].reshape(shape), mode="clip")
+            off += n
+        # a pinned block is reused by torch's host allocator only after this copy has finished
+        flat = host.to(device, non_blocking=pinned)
+        return tuple(part.view(shape) for part, shape in zip(flat.split(sizes), shapes))
 
     # ------------------------------------------------------------------ persistence
     def state_tensors(self) -> dict[str, torch.Tensor]:

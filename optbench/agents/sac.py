@@ -211,10 +211,12 @@ class AdamSteps:
     Exactly what each optimizer's own ``step()`` computes with ``fused=True`` (the same
     ``torch._fused_adam_`` kernel on the same state tensors, which stay in the optimizers,
     so checkpoints are unchanged), without the per-call Python overhead of ``step()``; the
-    optimizers must share their hyperparameters. Falls back to the optimizers' own
-    ``step()`` whenever the fast path does not apply exactly: a group that is not fused or
-    that has amsgrad/maximize/non-float lr, a parameter without gradient, a state not yet
-    created (the first step creates it), a missing private kernel.
+    optimizers must share their hyperparameters, and their parameters one device. Falls back
+    to the optimizers' own ``step()`` whenever the fast path does not apply exactly: a group
+    that is not fused or that has amsgrad/maximize/non-float lr, a parameter without
+    gradient, a state not yet created (the first step creates it), parameters on several
+    devices or not float32, or a kernel that is missing on the parameters' device or does not
+    reproduce ``Adam(fused=True).step()`` there bit for bit (probed once per device).
     """
 
     def __init__(self, optimizers: list[torch.optim.Optimizer]):
@@ -225,19 +227,33 @@ class AdamSteps:
         """Forget cached state tensors (call after ``load_state_dict`` of any optimizer)."""
         self._cache = None
 
-    _kernel_ok: bool | None = None  # whether this torch's fused Adam kernel takes the call below
+    _kernel_ok: bool | None = None  # False: never call the kernel directly (every step is ``step()``)
+    _kernel_ok_on: dict[str, bool] = {}  # per device: whether the kernel takes the call below, exactly
 
     @classmethod
-    def _probe_kernel(cls) -> bool:
-        if cls._kernel_ok is None:
-            try:
-                p, g = torch.zeros(2), torch.ones(2)
-                cls._call_kernel([p], [g], [torch.zeros(2)], [torch.zeros(2)], [torch.zeros(())],
-                                 (0.1, (0.9, 0.999), 1e-8, 0.0))
-                cls._kernel_ok = bool(torch.all(p < 0))
-            except Exception:  # a torch without the CPU kernel, or with another signature
-                cls._kernel_ok = False
-        return cls._kernel_ok
+    def _probe_kernel(cls, device: torch.device | str = "cpu") -> bool:
+        if cls._kernel_ok is False:
+            return False
+        key = str(torch.device(device))
+        ok = cls._kernel_ok_on.get(key)
+        if ok is None:
+            try:  # the kernel call below against torch's own fused step, on this device
+                start = torch.tensor([0.5, -2.0], dtype=torch.float32, device=device)
+                p, g = start.clone(), torch.tensor([1.0, -3.0], dtype=torch.float32, device=device)
+                ref = torch.nn.Parameter(start.clone())
+                opt = torch.optim.Adam([ref], lr=0.1, fused=True)
+                for _ in range(2):
+                    ref.grad = g.clone()
+                    opt.step()
+                m, v = torch.zeros_like(p), torch.zeros_like(p)
+                st = torch.zeros((), dtype=torch.float32, device=device)
+                for _ in range(2):
+                    cls._call_kernel([p], [g], [m], [v], [st], (0.1, (0.9, 0.999), 1e-8, 0.0))
+                ok = bool(torch.equal(p, ref.detach())) and bool(torch.all(p != start))
+            except Exception:  # a torch without the kernel on this device, or with another signature
+                ok = False
+            cls._kernel_ok_on[key] = ok
+        return ok
 
     @staticmethod
     def _call_kernel(params, grads, exp_avgs, exp_avg_sqs, steps, hyper) -> None:
@@ -248,7 +264,7 @@ class AdamSteps:
                            beta2=beta2, weight_decay=wd, eps=eps, maximize=False, grad_scale=None, found_inf=None)
 
     def _build(self) -> tuple | None:
-        if not self._probe_kernel():
+        if self._kernel_ok is False:
             return None
         hyper = None
         params, exp_avgs, exp_avg_sqs, steps = [], [], [], []
@@ -271,9 +287,12 @@ class AdamSteps:
                     exp_avgs.append(st["exp_avg"])
                     exp_avg_sqs.append(st["exp_avg_sq"])
                     steps.append(st["step"])
-        if not params or any(t.device.type != "cpu" or t.dtype != torch.float32 for t in params):
+        if not params:
             return None
-        if len({id(p) for p in params}) != len(params):
+        device = params[0].device
+        if any(t.device != device or t.dtype != torch.float32 for t in [*params, *exp_avgs, *exp_avg_sqs, *steps]):
+            return None  # one kernel call = one device/dtype group of torch's own step
+        if len({id(p) for p in params}) != len(params) or not self._probe_kernel(device):
             return None
         owners = [(opt.state, opt.param_groups, opt.param_groups[0]["lr"]) for opt in self.optimizers]
         return params, exp_avgs, exp_avg_sqs, steps, hyper, owners
@@ -311,11 +330,40 @@ class UpdateStats:
     extra: dict = field(default_factory=dict)
 
 
-class SACAgent:
-    """Networks, optimizers and the update of SAC with a direct or iterative policy."""
+def fused_adam_supported(device: torch.device | str) -> bool:
+    """Whether ``torch.optim.Adam(fused=True)`` steps parameters on ``device`` (this torch; some
+    versions check the device only at the first step)."""
+    key = torch.device(device).type
+    ok = _FUSED_OK.get(key)
+    if ok is None:
+        try:
+            p = torch.zeros(1, device=device, requires_grad=True)
+            opt = torch.optim.Adam([p], fused=True)
+            p.grad = torch.zeros_like(p)
+            opt.step()
+            ok = True
+        except (RuntimeError, ValueError):
+            ok = False
+        _FUSED_OK[key] = ok
+    return ok
 
-    def __init__(self, cfg: SACConfig, state_dim: int, action_dim: int):
+
+_FUSED_OK: dict[str, bool] = {}
+
+
+class SACAgent:
+    """Networks, optimizers and the update of SAC with a direct or iterative policy.
+
+    ``device``: where the networks, optimizer states and updates live (any torch device; not
+    part of the configuration: the same run may continue on another device). The networks are
+    initialized on the CPU and then moved, so their initial weights do not depend on the
+    device; batches passed to :meth:`update` must be on ``device`` (``ReplayBuffer.sample(...,
+    device=agent.device)``); :meth:`act` takes and returns CPU numpy arrays.
+    """
+
+    def __init__(self, cfg: SACConfig, state_dim: int, action_dim: int, device: torch.device | str = "cpu"):
         self.cfg, self.state_dim, self.action_dim = cfg, state_dim, action_dim
+        self.device = dev = torch.device(device)
         self.q = QEnsemble(state_dim, action_dim, cfg.hidden, cfg.ensemble_size)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         if cfg.policy == "direct":
@@ -326,11 +374,14 @@ class SACAgent:
         self.distilled = DirectActor(state_dim, action_dim, cfg.hidden) if (cfg.models and cfg.policy == "iterative") else None
         self.dynamics = DynamicsModel(state_dim, action_dim, cfg.hidden) if cfg.models else None
         self.reward = RewardModel(state_dim, action_dim, cfg.hidden) if cfg.models else None
-        self.log_alpha = torch.tensor([cfg.init_log_alpha], requires_grad=True)
+        for mod in self.modules().values():
+            mod.to(dev)  # before any parameter list or optimizer is made (no-op on the CPU)
+        self.log_alpha = torch.tensor([cfg.init_log_alpha], device=dev, requires_grad=True)
         self.target_entropy = -float(action_dim)
+        self._fused = fused = fused_adam_supported(dev)
 
-        def adam(params):
-            return torch.optim.Adam(params, lr=cfg.lr, fused=True)  # fused CPU kernel: ~3x faster steps
+        def adam(params):  # fused kernel (CPU: ~3x faster steps); torch's default where it has none
+            return torch.optim.Adam(params, lr=cfg.lr, fused=True if fused else None)
 
         self.optimizers = {"q": adam(self.q.parameters()), "actor": adam(self.actor.parameters()),
                            "alpha": adam([self.log_alpha])}
@@ -374,7 +425,7 @@ class SACAgent:
         with torch.enable_grad():
             lam = lam.detach().requires_grad_(True)
             mu, log_std = split_params(lam.unsqueeze(1))
-            eps = torch.randn(len(lam), n, self.action_dim)
+            eps = torch.randn(len(lam), n, self.action_dim, device=lam.device)
             actions, log_prob = sample_tanh_gaussian(mu, log_std, eps)
             q = q_values(self.q_target, states, actions)  # [E, N, n]; no parameter of Q requires grad
             value = soft_value(q, log_prob, self.alpha, beta, self.action_dim).mean(-1)
@@ -392,20 +443,21 @@ class SACAgent:
         K = self.cfg.iterations if iterations is None else iterations
         n = self.cfg.grad_samples
         net: IterativeOptimizerNet = self.actor  # type: ignore[assignment]
-        lam = net.initial_params(len(states))
+        lam = net.initial_params(len(states), states.device)
         value, grad = self._value_and_grad(states, lam, beta, n)
-        outs, out_grads, curve = [], [], []
+        outs, out_grads, means = [], [], []
         for _ in range(K):
             with torch.set_grad_enabled(train):
                 new = net(states, lam, grad)
             value, grad = self._value_and_grad(states, new, beta, n)
-            curve.append(float(value.mean()))
+            means.append(value.mean())
             if train:
                 outs.append(new)
                 out_grads.append(grad / (-K * len(states)))
             lam = new.detach()
         if train:
             torch.autograd.backward(outs, out_grads)
+        curve = torch.stack(means).tolist()  # one device-to-host read for all K means
         return lam, value, curve
 
     def policy_params(self, states: Tensor, beta: float | None = None) -> Tensor:
@@ -416,13 +468,14 @@ class SACAgent:
         return self.iterate(states, self.cfg.beta_act if beta is None else beta)[0]
 
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        """One action in ``[-1, 1]^A`` for one observation (``tanh μ`` if deterministic)."""
-        s = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
+        """One action in ``[-1, 1]^A`` for one observation (``tanh μ`` if deterministic); numpy
+        in and out, whatever the agent's device."""
+        s = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
         lam = self.policy_params(s)
         mu, log_std = split_params(lam)
         with torch.no_grad():
             a = torch.tanh(mu) if deterministic else torch.tanh(mu + log_std.exp() * torch.randn_like(mu))
-        return a[0].numpy().astype(np.float64)
+        return a[0].cpu().numpy().astype(np.float64)
 
     # ------------------------------------------------------------------ updates
     def _model_loss_backward(self, batch) -> Tensor:
@@ -530,6 +583,7 @@ class SACAgent:
 
     # ------------------------------------------------------------------ persistence
     def state_tensors(self) -> tuple[dict[str, Tensor], dict]:
+        """Networks and optimizer states as CPU tensors (whatever the agent's device) and metadata."""
         tensors: dict[str, Tensor] = {}
         for name, mod in self.modules().items():
             for k, v in mod.state_dict().items():
@@ -540,9 +594,10 @@ class SACAgent:
             t, m = optimizer_to_tensors(name, opt)
             tensors.update(t)
             meta["optimizers"][name] = m
-        return tensors, meta
+        return {k: v.detach().cpu() for k, v in tensors.items()}, meta
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict | None = None, networks_only: bool = False) -> None:
+        """Load :meth:`state_tensors` (on any device: copied to the agent's device)."""
         for name, mod in self.modules().items():
             prefix = f"net/{name}/"
             sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -555,10 +610,14 @@ class SACAgent:
         if networks_only or meta is None:
             return
         for name, opt in self.optimizers.items():
-            optimizer_from_tensors(name, opt, tensors, meta["optimizers"][name])
+            opt_meta = meta["optimizers"][name]
+            if not self._fused:  # no fused kernel on this device: continue with torch's default Adam
+                opt_meta = dict(opt_meta, param_groups=[dict(g, fused=None) for g in opt_meta["param_groups"]])
+            optimizer_from_tensors(name, opt, tensors, opt_meta)
             for group in opt.param_groups:  # checkpoints of the foreach era: continue with the fused kernel
-                if not group.get("fused") and not (group.get("amsgrad") or group.get("maximize")
-                                                   or group.get("capturable") or group.get("differentiable")):
+                if self._fused and not group.get("fused") and not (
+                        group.get("amsgrad") or group.get("maximize") or group.get("capturable")
+                        or group.get("differentiable")):
                     group["fused"], group["foreach"] = True, None
                     for p in group["params"]:
                         st = opt.state.get(p)
@@ -571,5 +630,5 @@ class SACAgent:
         self.model_updates = int(meta.get("model_updates", 0))
 
 
-__all__ = ["SACConfig", "SACAgent", "UpdateStats", "AdamSteps", "gaussian_kl", "soft_value", "td_target", "q_pairs",
-           "q_values", "DEFAULT_GRAD_SAMPLES", "GRAD_SAMPLES_NOTE"]
+__all__ = ["SACConfig", "SACAgent", "UpdateStats", "AdamSteps", "fused_adam_supported", "gaussian_kl", "soft_value",
+           "td_target", "q_pairs", "q_values", "DEFAULT_GRAD_SAMPLES", "GRAD_SAMPLES_NOTE"]

@@ -11,6 +11,14 @@ are written at the first episode end after every ``checkpoint_every`` steps, so 
 continues exactly as the uninterrupted run would have (same replay contents, RNG streams and
 environment RNG); a checkpoint written mid-episode (end of training, Ctrl-C) resumes with a
 fresh episode.
+
+The device (``Trainer(..., device=...)``, ``optbench train --device``) is a runtime option, not
+part of the run: a run may stop on one device and resume on another. Networks are initialized
+on the CPU whatever the device; checkpoints hold CPU tensors only. Random draws of the updates
+and of acting come from the device's generator: the CPU generator's state is saved always,
+a CUDA generator's state too when the run is on CUDA, and restored only when it resumes on
+CUDA (a CUDA resume of a checkpoint without one seeds the CUDA generator from the seed and
+the step). Runs on different devices draw different random numbers (and round differently).
 """
 
 from __future__ import annotations
@@ -52,10 +60,10 @@ def versions() -> dict:
     return out
 
 
-def agent_from_checkpoint(tensors: dict, meta: dict) -> SACAgent:
-    """Rebuild the agent (networks + optimizer states) stored in a checkpoint."""
+def agent_from_checkpoint(tensors: dict, meta: dict, device: torch.device | str = "cpu") -> SACAgent:
+    """Rebuild the agent (networks + optimizer states) stored in a checkpoint, on ``device``."""
     cfg = SACConfig.from_dict(meta["config"])
-    agent = SACAgent(cfg, int(meta["state_dim"]), int(meta["action_dim"]))
+    agent = SACAgent(cfg, int(meta["state_dim"]), int(meta["action_dim"]), device=device)
     try:
         agent.load_state(tensors, meta["agent"])
     except (KeyError, ValueError) as exc:
@@ -73,8 +81,10 @@ class TrainResult:
 
 
 class Trainer:
-    def __init__(self, cfg: SACConfig, out_dir: str | Path, *, progress: bool = True, echo=print):
+    def __init__(self, cfg: SACConfig, out_dir: str | Path, *, progress: bool = True, echo=print,
+                 device: torch.device | str = "cpu"):
         self.out_dir = Path(out_dir).expanduser()
+        self.device = torch.device(device)
         self.ckpt_path = self.out_dir / CHECKPOINT_NAME
         self.progress = progress
         self.echo = echo
@@ -109,7 +119,7 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
-        self.agent = SACAgent(cfg, self.state_dim, self.action_dim)
+        self.agent = SACAgent(cfg, self.state_dim, self.action_dim, device=self.device)
         self.replay = ReplayBuffer(self.state_dim, self.action_dim, cfg.buffer_size)
         self.step = 0
         self.episodes = 0
@@ -121,11 +131,17 @@ class Trainer:
 
     def _restore(self, tensors: dict, meta: dict) -> None:
         cfg = self.cfg
-        self.agent = agent_from_checkpoint(tensors, meta)
+        self.agent = agent_from_checkpoint(tensors, meta, self.device)
         self.agent.cfg.steps = cfg.steps
         self.replay = ReplayBuffer(self.state_dim, self.action_dim, cfg.buffer_size)
         self.replay.load_state(tensors, meta["replay"])
         torch.set_rng_state(tensors["rng/torch"])
+        if self.device.type == "cuda":
+            if "rng/cuda" in tensors:
+                torch.cuda.set_rng_state(tensors["rng/cuda"], self.device)
+            else:  # written on another device: a fresh, reproducible CUDA stream
+                with torch.cuda.device(self.device):
+                    torch.cuda.manual_seed((cfg.seed * 1_000_003 + int(meta["step"])) % 2**63)
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = meta["rng_numpy"]
         self.step, self.episodes = int(meta["step"]), int(meta["episodes"])
@@ -142,6 +158,8 @@ class Trainer:
         tensors, agent_meta = self.agent.state_tensors()
         tensors.update(self.replay.state_tensors())
         tensors["rng/torch"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            tensors["rng/cuda"] = torch.cuda.get_rng_state(self.device)
         meta = {
             "task": self.cfg.task, "policy": self.cfg.policy, "state_dim": self.state_dim,
             "action_dim": self.action_dim, "config": self.cfg.to_dict(), "step": self.step,
@@ -152,6 +170,7 @@ class Trainer:
             "env_rng": (self._env_rng_before_reset if episode_boundary
                         else self.env.unwrapped.np_random.bit_generator.state), "wall_time": self.wall_time,
             "eval_history": self.eval_history, "versions": versions(),
+            "device": str(self.device),  # where this segment ran; for the record only (not part of the run)
         }
         save_checkpoint(self.ckpt_path, tensors, meta)
 
@@ -213,9 +232,9 @@ class Trainer:
                 if self.step >= cfg.random_steps:
                     if cfg.models and agent.model_updates == 0:
                         for _ in range(cfg.model_pretrain_updates):
-                            agent.update_models(self.replay.sample(cfg.batch_size, self.rng))
+                            agent.update_models(self.replay.sample(cfg.batch_size, self.rng, self.device))
                     tic = time.perf_counter()
-                    window.append(agent.update(self.replay.sample(cfg.batch_size, self.rng)))
+                    window.append(agent.update(self.replay.sample(cfg.batch_size, self.rng, self.device)))
                     update_time += time.perf_counter() - tic
                     win_updates += 1
                 # -- evaluate / log / checkpoint

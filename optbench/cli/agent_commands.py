@@ -5,7 +5,8 @@
     optbench export runs/hc-direct-s0 --states 1000 --out packages/hc-direct-s0
     optbench model-error packages/hc-direct-s0 --episodes 5 --horizons 1,2,5
 
-Re-running the same ``train`` command resumes from the checkpoint in ``--out``.
+Re-running the same ``train`` command resumes from the checkpoint in ``--out``, on any
+``--device`` (the device is not part of the run).
 """
 
 from __future__ import annotations
@@ -37,12 +38,15 @@ def _config_kwargs(args) -> dict:
 
 
 def cmd_train(args) -> int:
+    from optbench.cli.run_commands import _check_device
+
+    _check_device(args.device)
     _threads(args)
     from optbench.agents.sac import SACConfig
     from optbench.agents.trainer import Trainer
 
     cfg = SACConfig(task=args.task, seed=args.seed, **_config_kwargs(args))
-    trainer = Trainer(cfg, args.out, progress=not args.quiet)
+    trainer = Trainer(cfg, args.out, progress=not args.quiet, device=args.device)
     res = trainer.train()
     ev = res.last_eval
     evs = f"{ev['mean']:.1f} ± {ev['std']:.1f} over {ev['episodes']} episodes" if ev else "n/a"
@@ -56,12 +60,14 @@ def train_one(ctx: dict, task: tuple[str, int], on_iteration=None) -> dict:
     from the checkpoint its directory holds, and return a summary. A retried task resumes."""
     from optbench.agents.sac import SACConfig
     from optbench.agents.trainer import Trainer
+    from optbench.runner.executors import worker_device
 
     name, seed = task
     cfg = SACConfig(task=name, seed=seed, **ctx["config"])
     out = f"{ctx['out']}/{name}-{cfg.policy}-s{seed}"
     local = on_iteration is not None  # in-process: the trainer's own progress output
-    res = Trainer(cfg, out, progress=local and not ctx["quiet"], echo=print if local else (lambda *a, **k: None)).train()
+    res = Trainer(cfg, out, progress=local and not ctx["quiet"], echo=print if local else (lambda *a, **k: None),
+                  device=worker_device(ctx.get("device", "cpu"))).train()
     return {"task": name, "policy": cfg.policy, "seed": seed, "out": out, "step": res.step,
             "episodes": res.episodes, "eval": res.last_eval, "updates_per_s": res.updates_per_s}
 
@@ -71,10 +77,11 @@ def cmd_train_grid(args) -> int:
 
     from optbench.agents.envs import make_env
     from optbench.cli import UserError
-    from optbench.cli.run_commands import executor_from_args
+    from optbench.cli.run_commands import _check_device, executor_from_args
     from optbench.runner.executors import ExecutorError
     from optbench.runner.store import atomic_write_json
 
+    _check_device(args.device, local=args.executor != "ray")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if not tasks:
         raise UserError("--tasks needs at least one task, e.g. Hopper-v5,HalfCheetah-v5")
@@ -82,10 +89,10 @@ def cmd_train_grid(args) -> int:
         make_env(t).close()
     seeds = args.seeds
     out = Path(args.out).expanduser().resolve()
-    ctx = {"config": _config_kwargs(args), "out": str(out), "quiet": args.quiet}
+    ctx = {"config": _config_kwargs(args), "out": str(out), "quiet": args.quiet, "device": args.device}
     grid = [(t, s) for t in tasks for s in seeds]
     summary = []
-    with executor_from_args(args) as executor:
+    with executor_from_args(args, args.device) as executor:
         if args.executor != "inprocess":
             print(f"training {len(grid)} agents on {executor.describe()}")
         else:
@@ -106,13 +113,16 @@ def cmd_train_grid(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from optbench.cli.run_commands import _check_device
+
+    _check_device(args.device)
     _threads(args)
     from optbench.agents.checkpoint import load_checkpoint
     from optbench.agents.evaluate import run_episodes
     from optbench.agents.trainer import agent_from_checkpoint
 
     tensors, meta = load_checkpoint(args.checkpoint, task=args.task)
-    agent = agent_from_checkpoint(tensors, meta)
+    agent = agent_from_checkpoint(tensors, meta, args.device)
     torch_seed(args.seed)
     res = run_episodes(lambda o: agent.act(o, deterministic=True), meta["task"], args.episodes, seed=args.seed)
     out = {"task": meta["task"], "policy": meta["policy"], "step": meta["step"], "episodes": args.episodes,
@@ -132,11 +142,15 @@ def torch_seed(seed: int) -> None:
 
 
 def cmd_export(args) -> int:
+    from optbench.cli.run_commands import _check_device
+
+    _check_device(args.device)
     _threads(args)
     from optbench.agents.package import export_package
 
     path = export_package(args.checkpoint, args.out, n_states=args.states, heldout=args.heldout,
-                          eval_episodes=args.episodes, seed=args.seed, task=args.task, overwrite=args.force)
+                          eval_episodes=args.episodes, seed=args.seed, task=args.task, overwrite=args.force,
+                          device=args.device)
     print(f"wrote objective package {path}")
     return 0
 
@@ -206,6 +220,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--task", default=None, help="refuse unless the checkpoint is for this task")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="torch device the agent runs on (cpu, cuda, cuda:1, ...)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_evaluate)
 
@@ -219,6 +234,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", default=None, help="refuse unless the checkpoint is for this task")
     p.add_argument("--force", action="store_true", help="overwrite an existing package directory")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="torch device the agent runs on while collecting states (cpu, "
+                   "cuda, ...); the package holds CPU float32 tensors either way")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("model-error", help="dynamics/reward model errors of a package on held-out transitions",
@@ -239,6 +256,8 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", choices=["direct", "iterative"], default="direct")
     p.add_argument("--steps", type=int, default=1_000_000, help="total environment steps")
     p.add_argument("--threads", type=int, default=1, help="torch threads (per worker under an executor; default 1)")
+    p.add_argument("--device", default="cpu", help="torch device of the networks and updates (cpu, cuda, cuda:1, ...; "
+                   "default cpu); not part of the run: a run may resume on another device")
     p.add_argument("--no-models", action="store_true", help="do not train the dynamics/reward models")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--hidden", default=None, help="hidden sizes of every network, e.g. 256,256 (default)")
