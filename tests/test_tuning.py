@@ -94,10 +94,13 @@ def test_tune_needs_heldout_states(tmp_path, capsys):
     assert "no held-out state split" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", [p.parent.name for p in (ROOT / "suites").glob("*/tuning.json")])
+@pytest.mark.parametrize("name", [p.parent.name for p in sorted((ROOT / "suites").glob("*/suite.toml"))
+                                  if "[tuning]" in p.read_text()])
 def test_shipped_tuned_entries_match_their_sweep(name):
-    """A shipped suite runs, under each grid's label, exactly the setting its sweep chose."""
+    """A shipped suite with [tuning] has its sweep's result, and runs, under each grid's
+    label, exactly the setting the sweep chose."""
     suite = load_suite(name)
+    assert (suite.directory / "tuning.json").exists(), f"run `optbench tune --suite {name}`"
     result = json.loads((suite.directory / "tuning.json").read_text())
     specs = {e.label: e.spec for e in suite.optimizers}
     assert [g["label"] for g in result["grids"]] == [g.label for g in suite.tuning.grids]

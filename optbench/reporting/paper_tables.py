@@ -220,7 +220,7 @@ def transfer_tables(store: ResultsStore) -> list[Table]:
                 "in-dist. norm@K", "best classical norm@K"):
         t.add_column(col, justify="left" if col in ("objective", "optimizer", "trained", "relation") else "right")
     rows: list[tuple] = []
-    in_dist: dict[str, float] = {}
+    in_dist: dict[tuple[str, Any], float | None] = {}  # (label, agent): a label such as "direct" may load per-objective networks
     for obj, groups in _per_objective(store):
         ref, _ = reference_values(obj, groups)
         start = np.asarray(obj["start_scores"])
@@ -237,13 +237,13 @@ def transfer_tables(store: ResultsStore) -> list[Table]:
             rel = relation(g, obj)
             best = max(((norm(c, k), c.optimizer) for c in classical if norm(c, k) is not None), default=None)
             settings = g.meta.get("settings") or {}
+            key = (g.optimizer, settings.get("agent"))
             if rel == "in-distribution":
-                in_dist[g.optimizer] = norm(g, k)
-            rows.append((obj["name"], g.optimizer, f"{settings.get('trained_by', '')}, K={k}", rel, _mean_at(g, k),
-                         norm(g, k), f"{norm(g, g.budget):.3f} ({g.budget})",
-                         best))
-    for name, opt, trained, rel, j, nk, nf, best in rows:
-        own = None if rel == "in-distribution" else in_dist.get(opt)
+                in_dist[key] = norm(g, k)
+            rows.append((obj["name"], g.optimizer, key, f"{settings.get('trained_by', '')}, K={k}", rel, _mean_at(g, k),
+                         norm(g, k), f"{norm(g, g.budget):.3f} ({g.budget})", best))
+    for name, opt, key, trained, rel, j, nk, nf, best in rows:
+        own = None if rel == "in-distribution" else in_dist.get(key)
         t.add_row(name, opt, trained, rel, _fmt(j), _fmt(nk, 3), nf, "" if own is None else f"{own:.3f}",
                   "" if best is None else f"{best[0]:.3f} ({best[1]})")
     t.caption = ("norm = (J − J_start)/(J_best − J_start), J_best the best J any optimizer of the run found on the "
