@@ -13,8 +13,11 @@ import numpy as np
 import pytest
 
 from optbench.cli import main
+from rich.console import Console
+
 from optbench.metrics.summary import CellGroup
-from optbench.reporting.paper_tables import relation
+from optbench.reporting.paper_tables import relation, transfer_tables
+from optbench.runner.store import ResultsStore
 
 
 def group(trained_on: list[str]) -> CellGroup:
@@ -39,10 +42,13 @@ def test_transfer_suite_quick_run_prints_the_transfer_table(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "optbench.cli", "run", "--suite", "transfer", "--quick", "--out",
                            str(tmp_path / "r"), "--no-plots"], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
-    assert "Transfer · amortized optimizers" in out
-    assert "in-distribution" in out and "model-free → model-based h=2" in out
-    assert "meta-training" in out
+    assert "Transfer · amortized optimizers" in proc.stdout
+    console = Console(width=400, record=True)
+    for table in transfer_tables(ResultsStore.open_existing(tmp_path / "r")):
+        console.print(table)
+    out = console.export_text()
+    assert "in-distribution" in out and "model-free → model-based h=2" in out and "agent → agent" in out
+    assert "meta-training, K=5" in out and "SAC, K=5" in out
 
 
 PACKAGES = Path(__file__).resolve().parents[1] / "suites" / "mujoco-states" / "packages"

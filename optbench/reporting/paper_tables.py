@@ -217,7 +217,7 @@ def transfer_tables(store: ResultsStore) -> list[Table]:
     optimizer at the same iteration."""
     t = Table(title="Transfer · amortized optimizers on objectives they were and were not trained on",
               title_justify="left", header_style="bold")
-    for col in ("objective", "optimizer", "trained", "relation", "J@K", "J@K − J_start [95% CI]", "norm@K",
+    for col in ("objective", "optimizer", "trained", "relation", "J@K − J_start [95% CI]", "norm@K",
                 "norm@final (it)", "in-dist. norm@K", "best classical norm@K"):
         t.add_column(col, justify="left" if col in ("objective", "optimizer", "trained", "relation") else "right")
     rows: list[tuple] = []
@@ -242,11 +242,10 @@ def transfer_tables(store: ResultsStore) -> list[Table]:
             if rel == "in-distribution":
                 in_dist[key] = norm(g, k)
             gain = bootstrap_mean(g.at(k).mean(0) - start).fmt(3)  # per state, mean over seeds; CI over states
-            rows.append((obj["name"], g.optimizer, key, f"{settings.get('trained_by', '')}, K={k}", rel, _mean_at(g, k),
-                         gain, norm(g, k), f"{norm(g, g.budget):.3f} ({g.budget})", best))
-    for name, opt, key, trained, rel, j, gain, nk, nf, best in rows:
+            rows.append((obj["name"], g.optimizer, key, f"{settings.get('trained_by', '')}, K={k}", rel, gain, norm(g, k), f"{norm(g, g.budget):.3f} ({g.budget})", best))
+    for name, opt, key, trained, rel, gain, nk, nf, best in rows:
         own = None if rel == "in-distribution" else in_dist.get(key)
-        t.add_row(name, opt, trained, rel, _fmt(j), gain, _fmt(nk, 3), nf, "" if own is None else f"{own:.3f}",
+        t.add_row(name, opt, trained, rel, gain, _fmt(nk, 3), nf, "" if own is None else f"{own:.3f}",
                   "" if best is None else f"{best[0]:.3f} ({best[1]})")
     t.caption = ("J_start: the start λ₀ (μ = 0, σ = 1); CI: percentile bootstrap over states. "
                  "norm = (J − J_start)/(J_best − J_start), J_best the best J any optimizer of the run found on the "
