@@ -17,6 +17,16 @@ class UserError(Exception):
     """An error caused by the user's input; printed as one line, exit code 2."""
 
 
+def set_threads(threads: int | None) -> None:
+    """``--threads``: torch CPU threads of this process (``None``: torch's default)."""
+    if threads is not None:
+        if threads < 1:
+            raise UserError(f"--threads must be >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from optbench.cli import agent_commands, analysis_commands, meta_commands, run_commands
 

@@ -14,12 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
-
-def _threads(args) -> None:
-    import torch
-
-    if getattr(args, "threads", None):
-        torch.set_num_threads(int(args.threads))
+from optbench.cli import set_threads
 
 
 OVERRIDES = ("gamma", "tau", "lr", "batch_size", "buffer_size", "random_steps", "beta_train", "beta_act", "iterations",
@@ -41,7 +36,7 @@ def cmd_train(args) -> int:
     from optbench.cli.run_commands import _check_device
 
     _check_device(args.device)
-    _threads(args)
+    set_threads(getattr(args, "threads", None))
     from optbench.agents.sac import SACConfig
     from optbench.agents.trainer import Trainer
 
@@ -96,7 +91,7 @@ def cmd_train_grid(args) -> int:
         if args.executor != "inprocess":
             print(f"training {len(grid)} agents on {executor.describe()}")
         else:
-            _threads(args)
+            set_threads(getattr(args, "threads", None))
         try:
             for _, res in executor.run(train_one, ctx, grid, local_hook=lambda i, t: (lambda it: None)):
                 ev = res["eval"]
@@ -116,7 +111,7 @@ def cmd_evaluate(args) -> int:
     from optbench.cli.run_commands import _check_device
 
     _check_device(args.device)
-    _threads(args)
+    set_threads(getattr(args, "threads", None))
     from optbench.agents.checkpoint import load_checkpoint
     from optbench.agents.evaluate import run_episodes
     from optbench.agents.trainer import agent_from_checkpoint
@@ -145,7 +140,7 @@ def cmd_export(args) -> int:
     from optbench.cli.run_commands import _check_device
 
     _check_device(args.device)
-    _threads(args)
+    set_threads(getattr(args, "threads", None))
     from optbench.agents.package import export_package
 
     path = export_package(args.checkpoint, args.out, n_states=args.states, heldout=args.heldout,
@@ -156,7 +151,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_model_error(args) -> int:
-    _threads(args)
+    set_threads(getattr(args, "threads", None))
     from rich.table import Table
 
     from pathlib import Path

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from optbench.cli import UserError, console, err_console
+from optbench.cli import UserError, console, err_console, set_threads
 
 
 def _dims(text: str) -> tuple[int, int]:
@@ -89,10 +89,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from optbench.reporting.report import ReportOptions, write_report
 
     _check(args)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     opts = ReportOptions(gap=not args.no_gap, gap_lr=args.gap_lr, gap_steps=args.gap_steps,
                          gap_samples=args.gap_samples, modes=not args.no_modes, mode_runs=args.mode_runs,
                          mode_states=args.mode_states, mode_threshold=args.mode_threshold,

@@ -16,16 +16,11 @@ import shlex
 def cmd_train_optimizer(args: argparse.Namespace) -> int:
     from optbench.agents.meta_training import MetaConfig, train_optimizer
     from optbench.agents.sac import DEFAULT_GRAD_SAMPLES
-    from optbench.cli import UserError
+    from optbench.cli import UserError, set_threads
     from optbench.cli.run_commands import _check_device
 
     _check_device(args.device)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UserError(f"--threads must be >= 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     try:
         hidden = tuple(int(h) for h in args.hidden.split(","))
     except ValueError:

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from optbench.cli import UserError, console
+from optbench.cli import UserError, console, set_threads
 
 
 def _int_list(text: str) -> list[int]:
@@ -76,8 +76,8 @@ def add_executor_options(p: argparse.ArgumentParser, what: str) -> None:
     """``--executor/--workers/--address`` (shared by ``run`` and ``train-grid``)."""
     g = p.add_argument_group("executor", f"where the {what} are computed (see docs/ray.md)")
     g.add_argument("--executor", choices=["inprocess", "processes", "ray"], default="inprocess",
-                   help=f"inprocess (default): one after another in this process; processes: a pool of local "
-                        f"processes; ray: Ray tasks on a local or existing cluster")
+                   help="inprocess (default): one after another in this process; processes: a pool of local "
+                        "processes; ray: Ray tasks on a local or existing cluster")
     g.add_argument("--workers", type=int, help=f"processes: pool size (default: one per core); ray: {what} in flight "
                    "at once, and the size of a local cluster started for the run (default: all cores)")
     g.add_argument("--address", help="ray: address of an existing cluster (e.g. auto, 10.0.0.1:6379, "
@@ -115,7 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from optbench.suites.spec import load_suite
 
     _check_device(args.device, local=args.executor != "ray")
-    _set_threads(args.threads)
+    set_threads(args.threads)
     suite = load_suite(args.suite)
     plan = plan_run(suite, optimizers=args.optimizers, iterations=args.iterations, seeds=args.seeds,
                     states=args.states, quick=args.quick, device=args.device)
@@ -136,15 +136,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _set_threads(threads: int | None) -> None:
-    if threads is not None:
-        if threads < 1:
-            raise UserError(f"--threads must be >= 1, got {threads}")
-        import torch
-
-        torch.set_num_threads(threads)
-
-
 def cmd_tune(args: argparse.Namespace) -> int:
     from optbench.runner.grid import plan_run, run_plan
     from optbench.runner.store import atomic_write_json
@@ -152,7 +143,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from optbench.suites.spec import load_suite
 
     _check_device(args.device, local=args.executor != "ray")
-    _set_threads(args.threads)
+    set_threads(args.threads)
     suite = load_suite(args.suite)
     sweep = tuning_suite(suite)
     plan = plan_run(sweep, device=args.device)
