@@ -18,7 +18,7 @@ from optbench.suites.spec import find_suite
 
 PACKAGES = find_suite("mujoco-states").parent / "packages"
 HC, HOPPER = PACKAGES / "halfcheetah-direct", PACKAGES / "hopper-direct"
-SMALL = ["--batch-size", "32", "--log-every", "10", "--eval-every", "1000", "--quiet"]
+SMALL = ["--batch-size", "32", "--log-every", "10", "--eval-every", "1000", "--eval-states", "64", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,8 @@ def trained(tmp_path_factory) -> Path:
     """An iterative + direct pair trained for 150 steps on HalfCheetah's held-out states."""
     out = tmp_path_factory.mktemp("meta") / "hc-opt"
     assert main(["train-optimizer", "--objectives", str(HC), "--steps", "150", "--batch-size", "64",
-                 "--eval-every", "75", "--checkpoint-every", "50", "--log-every", "25", "--out", str(out),
-                 "--quiet"]) == 0
+                 "--eval-every", "75", "--eval-states", "100", "--checkpoint-every", "50", "--log-every", "25",
+                 "--out", str(out), "--quiet"]) == 0
     return out
 
 
@@ -46,7 +46,7 @@ def test_meta_trained_iterative_improves_unseen_states(trained):
     start = objective.score(objective.initial_params())
     trace = run_optimizer(make_optimizer(f"iterative(package={str(trained)!r})"), objective, 5, seed=1)
     gain = trace.scores[-1] - start
-    # after 150 steps the measured mean gain is ~6.8 (J ≈ 108 at λ₀); the untrained net gains ~0.1
+    # after 150 steps the mean gain is several units; the untrained net gains ~0.1
     assert gain.mean() > 4.0 and (gain > 0).float().mean() > 0.9, (gain.mean(), (gain > 0).float().mean())
     fresh = IterativeOptimizerNet(pkg.state_dim, pkg.action_dim)
     lam = objective.initial_params()

@@ -72,7 +72,8 @@ OWN_FILES = {"package.json", "iterative.safetensors", "direct.safetensors", "log
 EVAL_SCORE_SEED = 12345  # scoring draws of the periodic evaluation (same as the suites' default)
 EVAL_NOISE_SEED = 777    # optimization draws of the iterative optimizer during evaluation
 # settings that do not change what is trained (a run may be resumed or extended with other values)
-NOT_IDENTITY = ("objectives", "steps", "eval_every", "checkpoint_every", "log_every", "eval_score_samples")
+NOT_IDENTITY = ("objectives", "steps", "eval_every", "checkpoint_every", "log_every", "eval_score_samples",
+                "eval_states")
 
 
 class MetaTrainingError(ValueError):
@@ -97,6 +98,7 @@ class MetaConfig:
     checkpoint_every: int = 500
     log_every: int = 100
     eval_score_samples: int = 256
+    eval_states: int = 500  # at most this many states per split in evaluations (the first ones)
 
     def __post_init__(self):
         self.objectives = tuple(str(o) for o in self.objectives)
@@ -104,7 +106,7 @@ class MetaConfig:
         if not self.objectives:
             raise MetaTrainingError("--objectives needs at least one objective package")
         for name in ("iterations", "steps", "batch_size", "grad_samples", "eval_every", "checkpoint_every",
-                     "log_every", "eval_score_samples"):
+                     "log_every", "eval_score_samples", "eval_states"):
             if int(getattr(self, name)) < 1:
                 raise MetaTrainingError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -352,7 +354,8 @@ class MetaTrainer:
         rows = []
         for p, src in enumerate(self.sources):
             for split in sorted(src.package.states):
-                obj = src.package.objective(split, beta=src.beta, score_samples=cfg.eval_score_samples,
+                n = min(cfg.eval_states, len(src.package.states[split]))
+                obj = src.package.objective(split, beta=src.beta, n_states=n, score_samples=cfg.eval_score_samples,
                                             score_seed=EVAL_SCORE_SEED, device=self.device)
                 gen = torch.Generator(device=self.device).manual_seed(EVAL_NOISE_SEED)
                 lam = self.iterative.initial_params(obj.batch_size, self.device, obj.states.dtype)

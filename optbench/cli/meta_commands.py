@@ -29,7 +29,7 @@ def cmd_train_optimizer(args: argparse.Namespace) -> int:
                      batch_size=args.batch_size,
                      grad_samples=DEFAULT_GRAD_SAMPLES if args.grad_samples is None else args.grad_samples, lr=args.lr, seed=args.seed,
                      split=args.split, hidden=hidden, init_std=args.init_std, eval_every=args.eval_every,
-                     checkpoint_every=args.checkpoint_every, log_every=args.log_every)
+                     checkpoint_every=args.checkpoint_every, log_every=args.log_every, eval_states=args.eval_states)
     command = "optbench " + shlex.join(args.argv)
     res = train_optimizer(cfg, args.out, device=args.device, command=command, progress=not args.quiet)
     if not res.already_done:
@@ -65,6 +65,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hidden", default="256,256", help="hidden sizes of both networks (default 256,256)")
     p.add_argument("--init-std", type=float, default=1.0, help="σ of the iterative optimizer's start λ₀ (μ = 0)")
     p.add_argument("--eval-every", type=int, default=500, help="steps between evaluations (default 500)")
+    p.add_argument("--eval-states", type=int, default=500,
+                   help="at most this many states per split in evaluations, the first ones (default 500)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default 500)")
     p.add_argument("--log-every", type=int, default=100, help="steps between log rows (default 100)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
