@@ -60,7 +60,7 @@ from optbench.agents.checkpoint import (CheckpointError, load_checkpoint, optimi
 from optbench.agents.networks import DirectActor, IterativeOptimizerNet
 from optbench.agents.package import OPTIMIZER_FORMAT, VERSION, AgentPackage, load_package, sha256_file
 from optbench.agents.sac import DEFAULT_GRAD_SAMPLES
-from optbench.agents.training_log import CsvFile
+from optbench.agents.training_log import CsvFile, TrainingProgress
 from optbench.objectives.policy_objective import PolicyObjective
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -388,7 +388,9 @@ class MetaTrainer:
                                         f"its checkpoint; cannot continue it to --steps {cfg.steps}")
             (self.out / "package.json").unlink()  # the package is rewritten when the longer run finishes
         self._resume_or_start()
-        bar = _Progress(self.progress, cfg, self.step, self.sources)
+        label = "+".join(sorted({s.package.task for s in self.sources}))
+        bar = TrainingProgress(f"train-optimizer {label} K={cfg.iterations}", cfg.steps, self.step, self.progress,
+                               advance_every=10)
         window: list[dict[str, Tensor]] = []
         window_time = 0.0
         last_eval: list[dict] = []
@@ -412,7 +414,7 @@ class MetaTrainer:
                     row.update({k: float(torch.stack([w[k] for w in window]).mean()) for k in window[0]})
                     self.log.append(row)
                     window, window_time = [], 0.0
-                    bar.show(row, last_eval)
+                    bar.show(row["step"], _info(cfg, row, last_eval))
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self._save()
         finally:
@@ -479,42 +481,14 @@ class MetaTrainer:
         return self.out
 
 
-class _Progress:
-    """Rich progress bar on a terminal; one plain line per log interval otherwise."""
-
-    def __init__(self, enabled: bool, cfg: MetaConfig, start: int, sources: list[Source]):
-        self.cfg, self.enabled = cfg, enabled
-        self.progress = None
-        if enabled and sys.stdout.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            label = "+".join(sorted({s.package.task for s in sources}))
-            self.progress = Progress(TextColumn(f"train-optimizer {label} K={cfg.iterations}"), BarColumn(bar_width=20),
-                                     MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
-            self.task = self.progress.add_task("train", total=cfg.steps, completed=start, info="")
-            self.progress.start()
-
-    def advance(self, step: int) -> None:
-        if self.progress is not None and step % 10 == 0:
-            self.progress.update(self.task, completed=step)
-
-    def show(self, row: dict, last_eval: list[dict]) -> None:
-        info = (f"{row['steps_per_s']:.1f} st/s | J λ₀ {row['J_start']:.4g} → it1 {row['J_first']:.4g} → "
-                f"it{self.cfg.iterations} {row['J_last']:.4g} | direct {row['J_direct']:.4g}")
-        if last_eval:
-            parts = []
-            for r in last_eval:
-                tag = "train" if r["trained_on"] else "unseen"
-                parts.append(f"{r['split']}({tag}) {r['J_iter_K']:.4g}")
-            info += " | eval J@K " + " ".join(parts)
-        if self.progress is not None:
-            self.progress.update(self.task, completed=row["step"], info=info)
-        elif self.enabled:
-            print(f"step {row['step']}/{self.cfg.steps} | {info}", flush=True)
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+def _info(cfg: MetaConfig, row: dict, last_eval: list[dict]) -> str:
+    """The progress line of a meta-training log row (and the latest evaluation, split by split)."""
+    info = (f"{row['steps_per_s']:.1f} st/s | J λ₀ {row['J_start']:.4g} → it1 {row['J_first']:.4g} → "
+            f"it{cfg.iterations} {row['J_last']:.4g} | direct {row['J_direct']:.4g}")
+    if last_eval:
+        info += " | eval J@K " + " ".join(f"{r['split']}({'train' if r['trained_on'] else 'unseen'}) {r['J_iter_K']:.4g}"
+                                          for r in last_eval)
+    return info
 
 
 def train_optimizer(cfg: MetaConfig, out_dir: str | Path, **kwargs) -> MetaResult:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ from optbench.agents.envs import ActionScaler, env_dims, make_env
 from optbench.agents.evaluate import run_episodes
 from optbench.agents.replay import ReplayBuffer
 from optbench.agents.sac import SACAgent, SACConfig, UpdateStats
-from optbench.agents.training_log import TrainingLog
+from optbench.agents.training_log import TrainingLog, TrainingProgress
 
 EVAL_SEED_OFFSET = 1_000_003
 
@@ -204,7 +203,7 @@ class Trainer:
         if rows:
             last_return = float(rows[-1]["return"])
         last_eval = self.eval_history[-1] if self.eval_history else None
-        bar = _Bar(self.progress, cfg, self.step)
+        bar = TrainingProgress(f"{cfg.task}/{cfg.policy}", cfg.steps, self.step, self.progress, advance_every=100)
         seg_start = time.perf_counter()
         try:
             while self.step < end:
@@ -249,7 +248,7 @@ class Trainer:
                                updates_per_s=win_updates / update_time if update_time > 0 else float("nan"),
                                last_return=last_return)
                     self.log.log.append(row)
-                    bar.show(row, last_eval, end)
+                    bar.show(row["step"], _info(row, last_eval))
                     window, update_time, win_updates = [], 0.0, 0
                     win_start, win_step = now, self.step
                 if self.step >= next_ckpt and episode_end:
@@ -284,35 +283,8 @@ def _summarize(window: list[UpdateStats]) -> dict:
     return {k: float(np.mean([getattr(s, k) for s in window])) for k in keys}
 
 
-class _Bar:
-    """Rich progress bar on a terminal; one plain line per log interval otherwise."""
-
-    def __init__(self, enabled: bool, cfg: SACConfig, start: int):
-        self.cfg = cfg
-        self.live = enabled and sys.stdout.isatty()
-        self.enabled = enabled
-        self.progress = None
-        if self.live:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(TextColumn(f"{cfg.task}/{cfg.policy}"), BarColumn(bar_width=20), MofNCompleteColumn(),
-                                     TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
-            self.task = self.progress.add_task("train", total=cfg.steps, completed=start, info="")
-            self.progress.start()
-
-    def advance(self, step: int) -> None:
-        if self.progress is not None and step % 100 == 0:
-            self.progress.update(self.task, completed=step)
-
-    def show(self, row: dict, last_eval: dict | None, end: int) -> None:
-        ev = f"eval {last_eval['mean']:.0f}±{last_eval['std']:.0f}" if last_eval else "eval -"
-        info = (f"{row['steps_per_s']:.0f} st/s {row['updates_per_s']:.0f} upd/s | ret {row['last_return']:.0f} | {ev} | "
-                f"q {row['q_loss']:.3g} pi {row['actor_loss']:.3g} α {row['alpha']:.3g}")
-        if self.progress is not None:
-            self.progress.update(self.task, completed=row["step"], info=info)
-        elif self.enabled:
-            print(f"step {row['step']}/{self.cfg.steps} | {info}", flush=True)
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+def _info(row: dict, last_eval: dict | None) -> str:
+    """The progress line of an agent's training log row."""
+    ev = f"eval {last_eval['mean']:.0f}±{last_eval['std']:.0f}" if last_eval else "eval -"
+    return (f"{row['steps_per_s']:.0f} st/s {row['updates_per_s']:.0f} upd/s | ret {row['last_return']:.0f} | {ev} | "
+            f"q {row['q_loss']:.3g} pi {row['actor_loss']:.3g} α {row['alpha']:.3g}")

@@ -5,12 +5,43 @@ and a learning-curve plot ``learning_curve.png``. On resume, rows past the resum
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 
 LOG_FIELDS = ["step", "updates", "episodes", "wall_time", "steps_per_s", "updates_per_s", "last_return",
               "q_loss", "actor_loss", "alpha", "alpha_loss", "entropy", "model_loss", "distill_loss"]
 EPISODE_FIELDS = ["step", "episode", "return", "length"]
 EVAL_FIELDS = ["step", "mean", "std", "episodes"]
+
+
+class TrainingProgress:
+    """Rich progress bar on a terminal; one plain line per log interval otherwise (shared by
+    agent training and optimizer meta-training)."""
+
+    def __init__(self, label: str, total: int, start: int, enabled: bool, advance_every: int):
+        self.total, self.enabled, self.advance_every = total, enabled, advance_every
+        self.progress = None
+        if enabled and sys.stdout.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn(label), BarColumn(bar_width=20), MofNCompleteColumn(),
+                                     TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+            self.task = self.progress.add_task("train", total=total, completed=start, info="")
+            self.progress.start()
+
+    def advance(self, step: int) -> None:
+        if self.progress is not None and step % self.advance_every == 0:
+            self.progress.update(self.task, completed=step)
+
+    def show(self, step: int, info: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step, info=info)
+        elif self.enabled:
+            print(f"step {step}/{self.total} | {info}", flush=True)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
 
 
 class CsvFile:
