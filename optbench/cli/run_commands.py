@@ -108,10 +108,22 @@ def _check_device(device: str, local: bool = True) -> None:
         raise UserError(f"device {device!r} requested but CUDA is not available on this machine")
 
 
+def _execute(plan, out: Path, args: argparse.Namespace):
+    """Run every pending cell of ``plan`` into ``out`` with the executor of ``args``."""
+    from optbench.runner.executors import ExecutorError
+    from optbench.runner.grid import run_plan
+
+    with executor_from_args(args, args.device) as executor:
+        try:
+            return run_plan(plan, out, executor=executor)
+        except ExecutorError as exc:
+            raise UserError(f"{exc}; finished cells are saved, re-run the same command to resume") from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from optbench.reporting.plots import plot_run
     from optbench.reporting.tables import print_run
-    from optbench.runner.grid import plan_run, run_plan
+    from optbench.runner.grid import plan_run
     from optbench.suites.spec import load_suite
 
     _check_device(args.device, local=args.executor != "ray")
@@ -120,14 +132,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan = plan_run(suite, optimizers=args.optimizers, iterations=args.iterations, seeds=args.seeds,
                     states=args.states, quick=args.quick, device=args.device)
     out = args.out or plan.default_out()
-    from optbench.runner.executors import ExecutorError
-
     tic = time.perf_counter()
-    with executor_from_args(args, args.device) as executor:
-        try:
-            store = run_plan(plan, out, executor=executor)
-        except ExecutorError as exc:
-            raise UserError(f"{exc}; finished cells are saved, re-run the same command to resume") from None
+    store = _execute(plan, out, args)
     print_run(store, console)
     if not args.no_plots:
         paths = plot_run(store)
@@ -137,7 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from optbench.runner.grid import plan_run, run_plan
+    from optbench.runner.grid import plan_run
     from optbench.runner.store import atomic_write_json
     from optbench.runner.tuning import markdown, select, suite_lines, tuning_path, tuning_suite
     from optbench.suites.spec import load_suite
@@ -148,13 +154,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     sweep = tuning_suite(suite)
     plan = plan_run(sweep, device=args.device)
     out = args.out or plan.default_out()
-    from optbench.runner.executors import ExecutorError
-
-    with executor_from_args(args, args.device) as executor:
-        try:
-            store = run_plan(plan, out, executor=executor)
-        except ExecutorError as exc:
-            raise UserError(f"{exc}; finished cells are saved, re-run the same command to resume") from None
+    store = _execute(plan, out, args)
     result = select(store, suite)
     result["run"] = str(out)
     path = tuning_path(suite)
