@@ -114,10 +114,13 @@ def build_package(entry: ObjectiveEntry, suite: Suite, settings: dict[str, Any])
                               n_states=settings["states"], score_samples=settings["score_samples"],
                               score_seed=settings["score_seed"], device=settings["device"])
     objective.name = entry.name
-    info = {"task": pkg.task, "agent": pkg.name, "package": str(f["package"]), "alpha": pkg.alpha,
-            "training_steps": pkg.meta.get("training", {}).get("steps"),
-            "eval_return": pkg.meta.get("eval")}
-    return BuiltObjective(objective, context={"package": pkg}, info=info)
+    return BuiltObjective(objective, context={"package": pkg}, info=_package_info(pkg, f["package"]))
+
+
+def _package_info(pkg, path: str) -> dict[str, Any]:
+    """What a package objective's record says about the agent it came from."""
+    return {"task": pkg.task, "agent": pkg.name, "package": str(path), "alpha": pkg.alpha,
+            "training_steps": pkg.meta.get("training", {}).get("steps"), "eval_return": pkg.meta.get("eval")}
 
 
 @source("package-model-based")
@@ -144,9 +147,7 @@ def build_package_model_based(entry: ObjectiveEntry, suite: Suite, settings: dic
                                           score_seed=settings["score_seed"], horizon=horizon, lam=float(lam),
                                           value_samples=value_samples, device=settings["device"])
     objective.name = entry.name
-    info = {"task": pkg.task, "agent": pkg.name, "package": str(f["package"]), "alpha": pkg.alpha,
-            "training_steps": pkg.meta.get("training", {}).get("steps"), "eval_return": pkg.meta.get("eval"),
-            "model_based": True, "horizon": horizon, "lam": float(lam), "value_samples": value_samples,
+    info = {**_package_info(pkg, f["package"]), "model_based": True, "horizon": horizon, "lam": float(lam), "value_samples": value_samples,
             "horizon_convention": "model steps h; Retrace sum k = 0..h-1; h = 0 is the model-free objective",
             "q_evals_per_pair": objective.pair_cost}
     return BuiltObjective(objective, context={"package": pkg}, info=info)
