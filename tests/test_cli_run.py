@@ -99,6 +99,7 @@ MALFORMED = {
     "bad setting type": 'name = "x"\noptimizers = ["adam"]\n[settings]\nstates = "many"\n[[objectives]]\nname = "o"\nsource = "analytic"\n',
     "unknown source": 'name = "x"\noptimizers = ["adam"]\n[[objectives]]\nname = "o"\nsource = "nowhere"\n',
     "missing field": 'name = "x"\noptimizers = ["adam"]\n[[objectives]]\nname = "o"\nsource = "analytic"\nprofile = "quadratic"\n',
+    "pattern matches no objective": 'name = "x"\noptimizers = [{ spec = "adam", objectives = ["p*"] }]\n[[objectives]]\nname = "o"\nsource = "analytic"\n',
 }
 
 
@@ -111,6 +112,21 @@ def test_malformed_suite_file(tmp_path, case):
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert ("malformed suite file" in proc.stderr or "objective 'o'" in proc.stderr) and "Traceback" not in proc.stderr
     assert not (tmp_path / "r" / "cells").exists()
+
+
+def test_optimizer_objectives_accept_patterns(tmp_path):
+    """`objectives` entries may be shell-style patterns; they expand, in suite order, to names."""
+    from optbench.suites.spec import load_suite
+
+    obj = '[[objectives]]\nname = "{}"\nsource = "analytic"\nprofile = "quadratic"\nstate_dim = 2\naction_dim = 1\nalpha = 0.1\n'
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "suite.toml").write_text(
+        'name = "s"\noptimizers = [{ spec = "adam", objectives = ["b/*", "a/x"] }, "cem"]\n'
+        + "".join(obj.format(n) for n in ["a/x", "a/y", "b/x", "b/y"]))
+    adam, cem = load_suite(str(tmp_path / "s")).optimizers
+    assert adam.objectives == ("b/x", "b/y", "a/x")
+    assert [n for n in ["a/x", "a/y", "b/x", "b/y"] if adam.runs_on(n)] == ["a/x", "b/x", "b/y"]
+    assert cem.objectives == () and cem.runs_on("a/y")
 
 
 @register("test-diverge")

@@ -27,6 +27,7 @@ Every problem in the file is reported as one line naming the file and the field.
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -56,7 +57,8 @@ class OptimizerEntry:
     """One optimizer of a suite: its spec, a label for tables, and where it runs.
 
     ``iterations`` overrides the suite budget for this optimizer (``None``: suite budget);
-    ``objectives`` restricts it to some objectives (empty: all); ``context`` holds fields a
+    ``objectives`` restricts it to some objectives (empty: all; in suite.toml names or
+    shell-style patterns such as ``"HalfCheetah-v5/*"``, expanded on load); ``context`` holds fields a
     learned optimizer needs (e.g. ``package``: which agent's network to load, either one path
     or a table ``{objective name = path}``, so that one labelled optimizer, such as "the
     iterative agent's optimizer on the direct agent's Q", spans several tasks).
@@ -230,11 +232,7 @@ def parse_suite(raw: dict[str, Any], path: Path) -> Suite:
     if not isinstance(raw_opts, list) or not raw_opts:
         raise fail("needs a non-empty 'optimizers' list")
     for i, o in enumerate(raw_opts):
-        entry = _optimizer_entry(o, i, fail)
-        unknown_objs = set(entry.objectives) - set(names)
-        if unknown_objs:
-            raise fail(f"optimizers[{i}] ({entry.label}) names unknown objective(s) {sorted(unknown_objs)}")
-        optimizers.append(entry)
+        optimizers.append(_optimizer_entry(o, i, fail, names))
     labels = [o.label for o in optimizers]
     if len(set(labels)) != len(labels):
         raise fail(f"optimizer labels must be unique, got {labels}")
@@ -264,7 +262,7 @@ def _settings(raw: Any, where: str, fail) -> dict[str, Any]:
     return out
 
 
-def _optimizer_entry(o: Any, i: int, fail) -> OptimizerEntry:
+def _optimizer_entry(o: Any, i: int, fail, names: list[str]) -> OptimizerEntry:
     if isinstance(o, str):
         o = {"spec": o}
     if not isinstance(o, dict) or not isinstance(o.get("spec"), str):
@@ -276,9 +274,15 @@ def _optimizer_entry(o: Any, i: int, fail) -> OptimizerEntry:
     iterations = o.get("iterations")
     if iterations is not None and (not isinstance(iterations, int) or iterations < 0):
         raise fail(f"optimizers[{i}].iterations must be a non-negative integer")
-    objectives = o.get("objectives", [])
-    if not isinstance(objectives, list):
-        raise fail(f"optimizers[{i}].objectives must be a list of objective names")
+    patterns = o.get("objectives", [])
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        raise fail(f"optimizers[{i}].objectives must be a list of objective names or patterns")
+    objectives = []
+    for pattern in patterns:
+        matched = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        if not matched:
+            raise fail(f"optimizers[{i}] ({o.get('label', o['spec'])}) names unknown objective(s) ['{pattern}']")
+        objectives += [n for n in matched if n not in objectives]
     package = o.get("package")
     if isinstance(package, dict):  # one package per objective: {"objective name" = "path", ...}
         if not package or not all(isinstance(v, str) for v in package.values()):
