@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -43,6 +42,8 @@ import torch
 from optbench.objectives.policy_objective import PolicyObjective
 from optbench.objectives.q_functions import QEnsemble
 from optbench.optimizers import make_optimizer, run_optimizer
+
+from bench_common import ObjectiveTimer, machine
 
 SIZES = [(11, 3, "Hopper"), (17, 6, "HalfCheetah"), (27, 8, "Ant")]
 # (states B, candidates P, samples n): B·P·n pairs per call
@@ -281,31 +282,6 @@ def scoring_error(obj: PolicyObjective, lam: torch.Tensor) -> torch.Tensor:
     return v.std(-1) / v.shape[-1] ** 0.5
 
 
-class EstimateTimer:
-    """Accumulates the wall clock spent inside ``PolicyObjective.estimate`` (any instance,
-    subsets included) while active: a run's Q-evaluation time, measured in the run itself."""
-
-    def __init__(self):
-        self.seconds = 0.0
-
-    def __enter__(self):
-        self._orig = PolicyObjective.estimate
-        timer, orig = self, self._orig
-
-        def timed(obj, lam, eps):
-            tic = time.perf_counter()
-            try:
-                return orig(obj, lam, eps)
-            finally:
-                timer.seconds += time.perf_counter() - tic
-
-        PolicyObjective.estimate = timed
-        return self
-
-    def __exit__(self, *exc):
-        PolicyObjective.estimate = self._orig
-
-
 def pycma_loop(obj: PolicyObjective, iterations: int, seed: int, sigma0: float, samples: int) -> dict:
     """The plain way: one pycma strategy per state, each state's candidates evaluated by its own call."""
     import warnings
@@ -356,7 +332,7 @@ def cma_comparison(states: int, iterations: int, seeds: list[int], loop: bool) -
         for key, spec in specs:
             opt = make_optimizer(spec)
             tic = time.perf_counter()
-            with EstimateTimer() as timer:
+            with ObjectiveTimer() as timer:
                 trace = run_optimizer(opt, obj, iterations, seed=seed, score_at=[0, iterations])
             wall = time.perf_counter() - tic
             row[key] = {"seconds": sum(trace.seconds), "wall_with_scoring": wall, "eval_seconds": timer.seconds,
@@ -365,7 +341,7 @@ def cma_comparison(states: int, iterations: int, seeds: list[int], loop: bool) -
             print(f"  seed {seed} {key}: {row[key]['seconds']:.2f} s, median J {row[key]['J'].median():.3f}",
                   file=sys.stderr, flush=True)
         if loop:
-            with EstimateTimer() as timer:
+            with ObjectiveTimer() as timer:
                 res = pycma_loop(obj, iterations, seed, sigma0, samples)
             J = obj.score(res["final_params"])
             row["pycma_loop"] = {"seconds": res["seconds"], "eval_seconds": timer.seconds, "q_evals": res["q_evals"], "J": J,
@@ -408,24 +384,6 @@ def cma_comparison(states: int, iterations: int, seeds: list[int], loop: bool) -
 
 
 # ---------------------------------------------------------------------------------- main
-def machine() -> dict:
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"python": platform.python_version(), "torch": torch.__version__, "cpu": cpu,
-            "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "loadavg": load,
-            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
-
-
 def print_tables(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -51,7 +51,6 @@ import argparse
 import importlib
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -63,6 +62,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from bench_common import machine as common_machine
+
 RANDOM_STEPS = 5000
 BATCH = 256
 HIDDEN = [256, 256]
@@ -73,11 +74,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "sac_vs_sb3.json"
 def machine() -> dict:
     import gymnasium
 
-    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-           "gymnasium": gymnasium.__version__, "cpu": platform.processor() or platform.machine(),
-           "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-           "cpu_capability": torch.backends.cpu.get_cpu_capability(), "loadavg": list(os.getloadavg()),
-           "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    out = {**common_machine(), "numpy": np.__version__, "gymnasium": gymnasium.__version__}
     try:
         import stable_baselines3
 
@@ -450,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     merge_out(out, "update_cost", bench_update_cost(args, with_sb3=args.speed))
     if args.speed and not args.no_training_speed:
         merge_out(out, "training_speed", bench_training_speed(args))
-    merge_out(out, "machine_speed_end", {"loadavg": list(os.getloadavg()), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
+    merge_out(out, "machine_speed_end", {"loadavg": list(os.getloadavg()), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     print(f"\nwritten to {out}")
     return 0
 

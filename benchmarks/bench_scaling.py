@@ -17,11 +17,25 @@
     optimizers and budgets on randomly initialized Q-ensembles of the same sizes (Hopper
     11/3, HalfCheetah 17/6) at 100 and 1000 states. ``direct`` needs an agent package, so
     the mirror runs the five other optimizers.
+(c) **Optimizers' own work and per-iteration cost** on one shipped objective
+    (``HalfCheetah-v5/direct``, its 100 benchmark states, the suite's settings): the suite's
+    Adam, CEM and CMA-ES entries and its iterative optimizer on that objective (the
+    ``halfcheetah-iterative`` package's network), that one also at the paper's 10 gradient
+    samples, built as ``optbench run`` builds them, in interleaved rounds of equal
+    iterations. Each run times the objective's evaluations inside it (``soft_values``,
+    ``estimate``, ``value_and_grad``; ``bench_common.ObjectiveTimer``): an optimizer's own
+    work is the rest of its iteration time (target ≤ 10 % for Adam, CEM and CMA-ES). And the
+    iterative optimizer's time per iteration against paper-setting Adam (lr 0.01, 10
+    samples) and CEM (100 samples, top 10), as the median of per-round ratios (paper:
+    ≈ 1.15× Adam, ≈ 1.25× CEM).
 
-    python benchmarks/bench_scaling.py                  # both parts; writes benchmarks/results/scaling.json
-    python benchmarks/bench_scaling.py --part objective # (a) only, ~3 min
-    python benchmarks/bench_scaling.py --quick          # smoke run: short budgets, fewer rounds
-    python benchmarks/bench_scaling.py --ray            # (b) also with --executor ray (2 workers)
+    python benchmarks/bench_scaling.py                    # all parts; writes benchmarks/results/scaling.json
+    python benchmarks/bench_scaling.py --part objective   # (a) only, ~3 min
+    python benchmarks/bench_scaling.py --part optimizers  # (c) only, ~1 min
+    python benchmarks/bench_scaling.py --quick            # smoke run: short budgets, fewer rounds
+    python benchmarks/bench_scaling.py --ray              # (b) also with --executor ray (2 workers)
+
+``benchmarks/summary.py`` reads the results into one table.
 """
 
 from __future__ import annotations
@@ -29,7 +43,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -43,10 +56,15 @@ from typing import Callable
 import torch
 
 from optbench.objectives import policy_objective as po
-from optbench.suites.sources import build_objective
+from optbench.optimizers.base import PolicyOptimizer, format_spec, make_optimizer, parse_spec
+from optbench.runner.grid import RunPlan, plan_run
+from optbench.suites.sources import BuiltObjective, build_objective, resolve_context
 from optbench.suites.spec import load_suite
 
+from bench_common import ObjectiveTimer, machine
+
 ROOT = Path(__file__).resolve().parents[1]
+PARTS = ("objective", "optimizers", "scaling")  # (a), (c), (b): the order they run in
 
 
 # ------------------------------------------------------------------------------------- (a)
@@ -263,18 +281,97 @@ def scaling_part(quick: bool, ray: bool) -> dict:
     return {"iterations_override": iterations, "rows": rows}
 
 
+# ------------------------------------------------------------------------------------- (c)
+OPT_OBJECTIVE = "HalfCheetah-v5/direct"
+CLASSICAL = ("adam", "cem", "cmaes")
+# the paper's settings (seed 000, App. B.2): Adam lr 0.01, CEM 100 samples / top 10, and
+# 10-sample gradient estimates, for Adam and for the iterative optimizer alike
+PAPER = {"adam": {"lr": 0.01, "samples": 10}, "cem": {"population": 100, "elites": 10, "smoothing": 1.0}}
+PAPER_SAMPLES = 10
+
+
+def is_paper(opt: PolicyOptimizer) -> bool:
+    settings = opt.settings()
+    return opt.name in PAPER and all(settings.get(k) == v for k, v in PAPER[opt.name].items())
+
+
+def optimizer_contenders(plan: RunPlan, built: BuiltObjective,
+                         objective: str) -> dict[str, tuple[str, PolicyOptimizer]]:
+    """label -> (spec, optimizer): the suite's classical (adam, cem, cmaes) and iterative
+    optimizers that run on ``objective``, built as the runner builds them, under the suite's
+    labels; each iterative one also at the paper's 10 gradient samples; Adam and CEM at the
+    paper's settings if the suite has no such entry."""
+    out: dict[str, tuple[str, PolicyOptimizer]] = {}
+    for entry in plan.optimizers:
+        name, method, kwargs = parse_spec(entry.spec)
+        if not entry.runs_on(objective) or name not in CLASSICAL + ("iterative",):
+            continue
+        context = {**built.context, **resolve_context(dict(entry.context), plan.suite, objective)}
+        opt = make_optimizer(entry.spec, **context)
+        out[entry.label] = (entry.spec, opt)
+        if name == "iterative" and opt.samples != PAPER_SAMPLES:
+            spec = format_spec(name, method, {**kwargs, "samples": PAPER_SAMPLES})
+            out[f"{entry.label}, samples={PAPER_SAMPLES}"] = (spec, make_optimizer(spec, **context))
+    for name, settings in PAPER.items():
+        if not any(is_paper(opt) for _, opt in out.values()):
+            spec = format_spec(name, None, settings)
+            out[f"{name} (paper)"] = (spec, make_optimizer(spec))
+    return out
+
+
+def timed_iterations(opt: PolicyOptimizer, obj: po.PolicyObjective, iterations: int, seed: int,
+                     clock: Callable[[], float]) -> dict:
+    """One run of ``iterations`` iterations from the suite's start, without scoring: time in
+    the iterations and inside the objective's evaluations (by ``clock``), Q evaluations."""
+    gen = torch.Generator().manual_seed(seed)
+    q0 = obj.counts.q_evals
+    with ObjectiveTimer(clock=clock) as ev:
+        tic = clock()
+        for _ in opt.iterate(obj, obj.initial_params(), iterations, gen):
+            pass
+        seconds = clock() - tic
+    return {"seconds": seconds, "eval_seconds": ev.seconds, "q_evals": obj.counts.q_evals - q0}
+
+
+def optimizers_part(clock: str, rounds: int, iterations: int) -> dict:
+    plan = plan_run(load_suite("mujoco-states"))
+    entry = next(o for o in plan.suite.objectives if o.name == OPT_OBJECTIVE)
+    built = build_objective(entry, plan.suite, plan.settings)
+    obj = built.objective
+    contenders = optimizer_contenders(plan, built, OPT_OBJECTIVE)
+    tick = CLOCKS[clock]
+    for _, opt in contenders.values():  # first-call costs (kernel selection, allocations) are nobody's
+        timed_iterations(opt, obj, 2, 0, tick)
+    runs: dict[str, list[dict]] = {k: [] for k in contenders}
+    for r in range(rounds):  # contenders in turn, so that load from other processes falls on all alike
+        for label, (_, opt) in contenders.items():
+            runs[label].append(timed_iterations(opt, obj, iterations, r, tick))
+        print(f"  round {r + 1}/{rounds}: " + ", ".join(
+            f"{k} {v[-1]['seconds'] / iterations * 1e3:.1f} ms/it" for k, v in runs.items()), file=sys.stderr, flush=True)
+    rows = []
+    for label, rs in runs.items():
+        spec, opt = contenders[label]
+        own = [1 - x["eval_seconds"] / x["seconds"] for x in rs]
+        rows.append({"label": label, "spec": spec, "settings": opt.label(), "optimizer": opt.name,
+                     "classical": opt.name in CLASSICAL,
+                     "paper_settings": is_paper(opt) or (opt.name == "iterative" and opt.samples == PAPER_SAMPLES),
+                     "ms_per_iteration": statistics.median(x["seconds"] for x in rs) / iterations * 1e3,
+                     "ms_per_iteration_rounds": [x["seconds"] / iterations * 1e3 for x in rs],
+                     "eval_ms_per_iteration": statistics.median(x["eval_seconds"] for x in rs) / iterations * 1e3,
+                     "own_fraction": statistics.median(own), "own_fraction_rounds": own,
+                     "q_evals_per_iteration_per_state": rs[0]["q_evals"] / iterations / obj.batch_size})
+    ratios = []  # each iterative contender against paper-setting Adam and CEM, per round (same load)
+    for it in (r for r in rows if r["optimizer"] == "iterative"):
+        for ref in (r for r in rows if r["optimizer"] in PAPER and is_paper(contenders[r["label"]][1])):
+            per_round = [a["seconds"] / b["seconds"] for a, b in zip(runs[it["label"]], runs[ref["label"]])]
+            ratios.append({"iterative": it["label"], "reference": ref["label"], "reference_optimizer": ref["optimizer"],
+                           "iterative_samples": contenders[it["label"]][1].samples,
+                           "ratio": statistics.median(per_round), "ratio_range": [min(per_round), max(per_round)]})
+    return {"objective": OPT_OBJECTIVE, "states": obj.batch_size, "iterations_per_round": iterations,
+            "rounds": rounds, "clock": clock, "rows": rows, "ratios": ratios}
+
+
 # ------------------------------------------------------------------------------------- report
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"python": platform.python_version(), "torch": torch.__version__, "cpu": cpu, "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "loadavg": os.getloadavg(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "date": time.strftime("%Y-%m-%d %H:%M")}
-
-
 def print_table(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -312,37 +409,63 @@ def print_table(result: dict) -> None:
                       f"{r['ratio_to_mirror_100']:.2f}" if "ratio_to_mirror_100" in r else "",
                       f"{r['loadavg_before'][0]:.1f}→{r['loadavg_after'][0]:.1f}")
         console.print(t)
+    if "optimizers" in result:
+        part = result["optimizers"]
+        t = Table(title=f"(c) optimizers on {part['objective']}, B = {part['states']}: {part['rounds']} interleaved rounds "
+                  f"of {part['iterations_per_round']} iterations ({part['clock']} clock, medians over rounds) · own work = "
+                  "time outside the objective's evaluations", title_justify="left")
+        for col in ("optimizer", "spec", "Q evals/it/state", "ms/it", "in evaluations ms/it", "own work", "own, rounds"):
+            t.add_column(col, justify="left" if col in ("optimizer", "spec") else "right")
+        for r in part["rows"]:
+            lo, hi = min(r["own_fraction_rounds"]), max(r["own_fraction_rounds"])
+            t.add_row(r["label"], r["spec"], f"{r['q_evals_per_iteration_per_state']:g}", f"{r['ms_per_iteration']:.2f}",
+                      f"{r['eval_ms_per_iteration']:.2f}", f"{r['own_fraction']:.1%}", f"{lo:.1%}–{hi:.1%}")
+        for x in part["ratios"]:
+            lo, hi = x["ratio_range"]
+            t.add_row(f"{x['iterative']} ÷ {x['reference']}", "per iteration, per round", "", f"{x['ratio']:.2f}×",
+                      "", "", f"{lo:.2f}–{hi:.2f}×")
+        console.print(t)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["objective", "scaling", "all"], default="all")
+    ap.add_argument("--part", choices=[*PARTS, "all"], default="all")
     ap.add_argument("--quick", action="store_true", help="short budgets and fewer rounds (smoke run)")
     ap.add_argument("--chunks", default="512,1024,4096", help="other piece sizes to time in (a)")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant in (a)")
     ap.add_argument("--ray", action="store_true", help="(b): also run the full suite with --executor ray")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads of (a) (default 1)")
+    ap.add_argument("--rounds", type=int, default=None, help="(c): interleaved rounds (default 5, --quick 2)")
+    ap.add_argument("--opt-iterations", type=int, default=None,
+                    help="(c): iterations per optimizer and round (default 50, --quick 5)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of (a) and (c) (default 1)")
     ap.add_argument("--clock", choices=["cpu", "wall"], default=None,
-                    help="(a): time by this thread's CPU time (default with 1 thread) or by the wall clock")
+                    help="(a), (c): time by this thread's CPU time (default with 1 thread) or by the wall clock")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/scaling.json")
-    ap.add_argument("--update", action="store_true", help="keep the other part's results already in --out")
+    ap.add_argument("--update", action="store_true", help="keep the other parts' results already in --out")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     result: dict = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}}
     if args.update and args.out.exists():  # the other part's results, with the machine they were measured on
         old = json.loads(args.out.read_text())
-        for part in ("objective", "scaling"):
+        for part in PARTS:
             if part in old and args.part not in (part, "all"):
                 result[part] = old[part]
                 result[f"machine_{part}"] = old.get(f"machine_{part}", old["machine"])
+    clock = args.clock or ("cpu" if args.threads == 1 else "wall")
     if args.part in ("objective", "all"):
         print("(a) objective at the suite's call shapes", file=sys.stderr)
-        clock = args.clock or ("cpu" if args.threads == 1 else "wall")
         result["objective"] = objective_part(args.quick, [int(c) for c in args.chunks.split(",") if c],
                                              not args.no_compile, clock)
+    if args.part in ("optimizers", "all"):
+        print(f"(c) optimizers on {OPT_OBJECTIVE}", file=sys.stderr)
+        result["optimizers"] = optimizers_part(clock, args.rounds or (2 if args.quick else 5),
+                                               args.opt_iterations or (5 if args.quick else 50))
     if args.part in ("scaling", "all"):
         print("(b) whole runs", file=sys.stderr)
         result["scaling"] = scaling_part(args.quick, args.ray)
+    for part in PARTS:
+        if args.part in (part, "all"):
+            result[part]["quick"] = args.quick
     result["machine"]["loadavg_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))

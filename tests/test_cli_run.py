@@ -159,6 +159,14 @@ def test_quick_mujoco_states_runs_on_shipped_agents(tmp_path):
     assert "HalfCheetah-v5/direct" in proc.stdout and "cem (paper)" in proc.stdout
 
 
+def test_mujoco_states_with_iterations_override_prints_tables(tmp_path):
+    # direct then runs 10 iterations, all but the first at no cost: its R2 row has no ratio
+    proc = optbench("run", "--suite", "mujoco-states", "--iterations", "3", "--states", "2",
+                    "--optimizers", "direct,iterative,adam (paper)", "--out", str(tmp_path / "r"), "--no-plots")
+    assert proc.returncode == 0, proc.stderr
+    assert "R2 · HalfCheetah-v5/iterative" in proc.stdout
+
+
 @pytest.mark.parametrize("damage", ["truncate", "modify"])
 def test_damaged_shipped_package_is_refused(tmp_path, damage):
     import shutil

@@ -121,7 +121,8 @@ def r2_tables(store: ResultsStore) -> list[Table]:
             return 1e3 * float(s.mean())
 
         for g in groups:
-            ratio = "" if iterative is None or g is iterative else f"{ms(iterative) / ms(g):.2f}×"
+            # no ratio against a cost of 0 (direct run for more than its one iteration: all after the first are free)
+            ratio = "" if iterative is None or g is iterative or ms(g) == 0 else f"{ms(iterative) / ms(g):.2f}×"
             n = g.scores.shape[-1]
             t.add_row(g.optimizer, f"{ms(g):.3g}", ratio, f"{g.q_evals.mean() / n:.4g}", f"{g.grad_evals.mean() / n:.4g}")
         t.caption = ("Wall clock excludes scoring; first iteration (warm-up) excluded. Paper (seed 000, App. B.2): "
