@@ -32,9 +32,10 @@ import numpy as np
 import pytest
 import torch
 
+import optbench.agents.onednn as onednn
 from optbench.agents.checkpoint import load_checkpoint
 from optbench.agents.models import HALF_LOG_2PI
-from optbench.agents.networks import gated_update, soft_clamp
+from optbench.agents.networks import DirectActor, gated_update, soft_clamp
 from optbench.agents.sac import AdamSteps, SACAgent, SACConfig, gaussian_kl, q_pairs, q_values, soft_value, td_target
 from optbench.agents.trainer import Trainer, agent_from_checkpoint
 from optbench.objectives.distributions import sample_tanh_gaussian, split_params
@@ -183,11 +184,16 @@ def _stats_close(fast, ref: dict) -> None:
 
 
 # ---------------------------------------------------------------------------- optimized == reference
+@pytest.mark.parametrize("use_onednn", [True, False], ids=["onednn", "plain"])
 @pytest.mark.parametrize("policy,models", [("direct", False), ("direct", True), ("iterative", True),
                                            ("iterative", False)])
-def test_optimized_update_equals_reference_from_scratch(policy, models):
+def test_optimized_update_equals_reference_from_scratch(policy, models, use_onednn, monkeypatch):
     """Three updates from a fresh agent (the first creates the Adam states): same losses,
-    parameters and optimizer states as the reference, up to float summation order."""
+    parameters and optimizer states as the reference, up to float summation order; with the
+    products on oneDNN (where this torch has it) and with torch's default products."""
+    if use_onednn and not onednn.usable(torch.zeros(1)):
+        pytest.skip("no oneDNN linear kernel in this torch")
+    monkeypatch.setattr(onednn, "ENABLED", use_onednn)
     torch.manual_seed(0)
     cfg = SACConfig(task="Toy-v0", policy=policy, models=models, hidden=(32, 32), iterations=2, grad_samples=2)
     fast = SACAgent(cfg, 5, 3)
@@ -346,3 +352,41 @@ class _Cat(torch.nn.Module):
 
     def forward(self, s, a):
         return self.lin(torch.cat([s, a], -1))
+
+
+# ---------------------------------------------------------------------------- oneDNN products
+@pytest.mark.parametrize("grads", ["params", "input", "both"])
+def test_onednn_ensemble_and_linear_stack_equal_plain_layers(grads):
+    """Values and every requested gradient of :func:`onednn.ensemble_mlp` (the critic) and
+    :func:`onednn.linear_stack` (the actor) against the modules' own forward passes; no
+    gradient where none is requested (``frozen``: the parameters get none)."""
+    if not onednn.usable(torch.zeros(1)):
+        pytest.skip("no oneDNN linear kernel in this torch")
+    torch.manual_seed(0)
+    q = QEnsemble(5, 3, (16, 24), 3)
+    actor = DirectActor(5, 3, (16, 24))
+    s, a = torch.randn(33, 5), torch.rand(33, 3) * 2 - 1
+    frozen = grads == "input"
+    x = torch.cat([s, a], -1).requires_grad_(grads != "params")
+    x_ref = x.detach().clone().requires_grad_(grads != "params")
+    for net, out, ref in (
+            (q, onednn.ensemble_mlp(x, list(q.weights), list(q.biases), frozen=frozen),
+             q.pairs(x_ref[:, :5], x_ref[:, 5:])),
+            (actor, onednn.linear_stack(x[:, :5], [*actor.trunk[0::2], actor.head], [True, True, False]),
+             actor.head(actor.trunk(x_ref[:, :5])))):
+        assert out.shape == ref.shape and torch.allclose(out, ref, atol=1e-6)
+        w = torch.randn_like(ref)
+        params = list(net.parameters())
+        wanted = ([x] if grads != "params" else []) + (params if grads != "input" else [])
+        wanted_ref = ([x_ref] if grads != "params" else []) + (params if grads != "input" else [])
+        g = torch.autograd.grad((out * w).sum(), wanted, allow_unused=True)
+        g_ref = torch.autograd.grad((ref * w).sum(), wanted_ref)
+        for u, v in zip(g, g_ref):
+            assert u is not None and u.shape == v.shape and torch.allclose(u, v, atol=1e-5, rtol=1e-5)
+    if frozen:  # no graph to the critic's parameters at all
+        out = onednn.ensemble_mlp(x, list(q.weights), list(q.biases), frozen=True)
+        assert all(gp is None for gp in torch.autograd.grad(out.sum(), list(q.parameters()), allow_unused=True))
+    with torch.no_grad():  # the no-graph path
+        assert torch.allclose(onednn.ensemble_mlp(x, list(q.weights), list(q.biases)),
+                              q.pairs(x[:, :5], x[:, 5:]), atol=1e-6)
+    assert not onednn.usable(torch.zeros(1, dtype=torch.float64))

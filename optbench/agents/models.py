@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import optbench.agents.onednn as onednn
+
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -46,13 +48,16 @@ class GaussianMLP(nn.Module):
         self.net = nn.Sequential(*layers)
         self.log_std = nn.Parameter(torch.zeros(out_dim))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, use_onednn: bool = False) -> Tensor:
+        """``self.net(x)``; ``use_onednn``: the linear layers on oneDNN where it is usable (the
+        model loss of the SAC update, see :mod:`optbench.agents.onednn`)."""
         # = self.net(x), without per-module call overhead; activations in place on fresh outputs
+        fast = use_onednn and onednn.usable(x)
         fresh = False
         for m in self.net:
             kind = type(m)
             if kind is nn.Linear:
-                x, fresh = F.linear(x, m.weight, m.bias), True
+                x, fresh = (onednn.linear_stack(x, [m], [False]) if fast else F.linear(x, m.weight, m.bias)), True
             elif kind is nn.LayerNorm:
                 x, fresh = F.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps), True
             elif kind is nn.LeakyReLU and fresh:
@@ -61,9 +66,9 @@ class GaussianMLP(nn.Module):
                 x, fresh = m(x), False
         return x
 
-    def nll(self, x: Tensor, target: Tensor) -> Tensor:
+    def nll(self, x: Tensor, target: Tensor, use_onednn: bool = False) -> Tensor:
         """Mean Gaussian negative log-likelihood per example (summed over output dims)."""
-        mean = self(x)
+        mean = self(x, use_onednn)
         log_std = self.log_std.clamp(-10.0, 5.0)
         z = (target - mean) * torch.exp(-log_std)
         return (0.5 * z.pow(2) + log_std + HALF_LOG_2PI).sum(-1).mean()
@@ -109,9 +114,11 @@ class RewardModel(nn.Module):
 
 def model_loss(dynamics: DynamicsModel, reward: RewardModel, states: Tensor, actions: Tensor, rewards: Tensor,
                next_states: Tensor) -> Tensor:
-    """``dynamics.loss(s, a, s') + reward.loss(s, a, r)``, with the input ``[s, a]`` built once."""
+    """``dynamics.loss(s, a, s') + reward.loss(s, a, r)``, with the input ``[s, a]`` built once
+    (training only: the products on oneDNN where it is usable)."""
     x = torch.cat([states, actions], -1)
-    return dynamics.delta.nll(x, next_states - states) + reward.mean.nll(x, rewards.unsqueeze(-1))
+    return (dynamics.delta.nll(x, next_states - states, use_onednn=True)
+            + reward.mean.nll(x, rewards.unsqueeze(-1), use_onednn=True))
 
 
 def q_evals_per_pair(horizon: int, value_samples: int) -> int:

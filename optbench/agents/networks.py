@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import optbench.agents.onednn as onednn
 from optbench.objectives.distributions import join_params, split_params
 
 LOG_STD_MIN = -20.0
@@ -76,12 +77,20 @@ class DirectActor(nn.Module):
         self.trunk.append(nn.ReLU())
         self.head = nn.Linear(self.hidden[-1], 2 * action_dim)
 
-    def forward(self, states: Tensor) -> Tensor:
-        return join_params(*self.mu_log_std(states))
+    def forward(self, states: Tensor, use_onednn: bool = False) -> Tensor:
+        return join_params(*self.mu_log_std(states, use_onednn))
 
-    def mu_log_std(self, states: Tensor) -> tuple[Tensor, Tensor]:
-        """``split_params(self(states))`` without joining and splitting again."""
-        mu, log_std = split_params(self.head(_relu_trunk(self.trunk, states)))
+    def mu_log_std(self, states: Tensor, use_onednn: bool = False) -> tuple[Tensor, Tensor]:
+        """``split_params(self(states))`` without joining and splitting again.
+
+        ``use_onednn``: the products on oneDNN where it is usable (the SAC update's batches; see
+        :mod:`optbench.agents.onednn`); acting and evaluation keep torch's default products."""
+        if use_onednn and onednn.usable(states):
+            linears = [*self.trunk[0::2], self.head]  # the trunk is Linear, ReLU, Linear, ReLU, ...
+            out = onednn.linear_stack(states, linears, [True] * (len(linears) - 1) + [False])
+        else:
+            out = self.head(_relu_trunk(self.trunk, states))
+        mu, log_std = split_params(out)
         return mu, soft_clamp(log_std)
 
     def architecture(self) -> dict:
@@ -124,9 +133,15 @@ class IterativeOptimizerNet(nn.Module):
         return torch.cat([states.detach(), standardize(mu), standardize(log_std),
                           standardize(g_mu), standardize(g_log_std)], dim=-1)
 
-    def forward(self, states: Tensor, lam: Tensor, grad: Tensor) -> Tensor:
-        """One gated update: returns the new ``λ`` (differentiable w.r.t. φ only)."""
-        h = _relu_trunk(self.trunk, self.features(states, lam, grad))
+    def forward(self, states: Tensor, lam: Tensor, grad: Tensor, use_onednn: bool = False) -> Tensor:
+        """One gated update: returns the new ``λ`` (differentiable w.r.t. φ only). ``use_onednn``:
+        the trunk's products on oneDNN where it is usable (see :meth:`DirectActor.mu_log_std`)."""
+        x = self.features(states, lam, grad)
+        if use_onednn and onednn.usable(x):
+            linears = list(self.trunk[0::2])  # Linear, ReLU, Linear, ReLU, ...
+            h = onednn.linear_stack(x, linears, [True] * len(linears))
+        else:
+            h = _relu_trunk(self.trunk, x)
         delta = self.update_head(h)
         gate = torch.sigmoid(self.gate_head(h))
         return gated_update(lam.detach(), delta, gate)

@@ -1,0 +1,193 @@
+"""The SAC update's matrix products on oneDNN, on the CPU.
+
+Why: almost all of a direct SAC update's time is its 256×256 matrix products (forward and
+backward passes of the critics, the target critics and the actor at batch 256). torch runs
+``mm``/``bmm``/``addmm`` on float32 CPU tensors with its BLAS (MKL in the x86 wheels), but
+ships oneDNN too, whose AVX-512 kernels torch uses for convolutions and, through
+``torch.ops.mkldnn._linear_pointwise``, for linear layers of compiled models. On the
+development machine (AMD EPYC, AVX-512, 1 thread) a 256×256×256 product takes 330 µs with
+MKL and 155-185 µs with oneDNN, in every orientation the forward and backward passes need.
+
+The functions here compute what the plain layers compute (``x @ W + b``, ReLU, and their
+gradients), only with oneDNN's kernels, which sum the products in another order (float32
+results differ in the last bits, as between two BLAS). Nothing else changes: parameter
+shapes, state-dict keys and checkpoints are those of the modules. Autograd sees one node per
+network evaluation (:class:`torch.autograd.Function`), whose backward pass computes only the
+gradients its inputs need (pass detached weights for a gradient w.r.t. the input alone).
+
+:func:`usable` says whether the path applies to a tensor (float32 on the CPU, oneDNN present
+and giving float32 results, probed once); callers keep their plain path for everything else.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+ENABLED = True  # False: :func:`usable` is always False (tests of the plain path)
+_probed: bool | None = None
+
+
+def _linear(x: Tensor, w: Tensor, b: Tensor | None, relu: bool = False) -> Tensor:
+    """``x @ w.T + b`` for ``w [out, in]`` of any strides, the ReLU fused: one oneDNN call."""
+    return torch.ops.mkldnn._linear_pointwise(x, w, b, "relu" if relu else "none", [], "")
+
+
+def _probe() -> bool:
+    """Whether this torch has the oneDNN linear kernel on the CPU and it gives float32 products
+    (checked against float64 on transposed and plain operands, as the passes below use them)."""
+    try:
+        if not torch.backends.mkldnn.is_available():
+            return False
+        g = torch.Generator().manual_seed(0)
+        x, w, b = torch.randn(33, 40, generator=g), torch.randn(40, 24, generator=g), torch.randn(24, generator=g)
+        ref = torch.relu(x.double() @ w.double() + b.double())
+        ok = torch.allclose(_linear(x, w.t(), b, relu=True).double(), ref, rtol=1e-5, atol=1e-5)
+        ok &= torch.allclose(_linear(x.t(), x.t(), None).double(), x.double().t() @ x.double(), rtol=1e-5, atol=1e-4)
+        return bool(ok)
+    except Exception:  # a torch without the kernel (or with another signature)
+        return False
+
+
+def usable(x: Tensor) -> bool:
+    """Whether the functions here apply to ``x`` (and parameters like it): float32 on the CPU."""
+    global _probed
+    if not (ENABLED and x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.enabled):
+        return False
+    if _probed is None:
+        _probed = _probe()
+    return _probed
+
+
+# ------------------------------------------------------------------------------- passes
+# A layer is ``(w, w_t, b)``: its weight as ``[out, in]`` and as ``[in, out]`` (views, any strides;
+# ``y = x @ w.T + b = x @ w_t + b``) and its bias ``[out]``.
+
+def _forward(x: Tensor, layers, relus: Sequence[bool]) -> list[Tensor]:
+    """Activations ``[x, y_1, ..., y_L]`` of ``y_k = act(y_{k-1} @ w_k.T + b_k)``.
+
+    A layer with one output unit (a critic's last) is a matrix-vector product, ``[N, 1]``."""
+    acts = [x]
+    for (w, w_t, b), relu in zip(layers, relus):
+        if w.shape[0] == 1 and not relu:
+            x = torch.addmv(b, x, w[0]).unsqueeze(1)
+        else:
+            x = _linear(x, w, b, relu)
+        acts.append(x)
+    return acts
+
+
+def _backward(g: Tensor, acts: list[Tensor], layers, relus, need_w, need_b, need_x: bool, w_in_out: bool):
+    """Reverse pass of :func:`_forward` from ``g = dL/dy_L``: ``(dL/dx or None, [dL/dw_k], [dL/db_k])``.
+
+    Weight gradients are ``[in, out]`` if ``w_in_out`` (the layout of a :class:`QEnsemble`
+    member), else ``[out, in]`` (``nn.Linear``); only the requested gradients are computed."""
+    L = len(layers)
+    gw: list[Tensor | None] = [None] * L
+    gb: list[Tensor | None] = [None] * L
+    for k in range(L - 1, -1, -1):
+        w, w_t, _ = layers[k]
+        a = acts[k]
+        if relus[k]:
+            g = torch.ops.aten.threshold_backward(g, acts[k + 1], 0)
+        if need_w[k]:
+            if w.shape[0] == 1:
+                gw[k] = torch.mv(a.t(), g[:, 0]).unsqueeze(1 if w_in_out else 0)
+            else:
+                gw[k] = _linear(a.t(), g.t(), None) if w_in_out else _linear(g.t(), a.t(), None)
+        if need_b[k]:
+            gb[k] = g.sum(0)
+        if k == 0 and not need_x:
+            return None, gw, gb
+        g = g * w if w.shape[0] == 1 else _linear(g, w_t, None)  # g @ w
+    return g, gw, gb
+
+
+# ------------------------------------------------------------------------------- ensemble
+def _members(weights, biases) -> list[list[tuple[Tensor, Tensor, Tensor]]]:
+    """The layers of each member of a stacked ensemble (``W [E, in, out]``, ``b [E, 1, out]``)."""
+    E = weights[0].shape[0]
+    per_layer = [(W.mT.unbind(0), W.unbind(0), b.view(E, -1).unbind(0)) for W, b in zip(weights, biases)]
+    return [[(w[e], w_t[e], v[e]) for w, w_t, v in per_layer] for e in range(E)]
+
+
+class _EnsembleMLP(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, n_layers: int, *params: Tensor) -> Tensor:
+        relus = [True] * (n_layers - 1) + [False]
+        outs, saved = [], []
+        for layers in _members(params[:n_layers], params[n_layers:]):
+            acts = _forward(x, layers, relus)
+            outs.append(acts[-1].view(-1))
+            saved += acts[1:]
+        ctx.n_layers = n_layers
+        ctx.save_for_backward(x, *params, *saved)
+        return torch.stack(outs)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        n = ctx.n_layers
+        x, *rest = ctx.saved_tensors
+        params, saved = rest[:2 * n], rest[2 * n:]
+        need = ctx.needs_input_grad
+        need_x, need_w, need_b = need[0], need[2:2 + n], need[2 + n:]
+        relus = [True] * (n - 1) + [False]
+        gx, gws, gbs = None, [], []
+        for e, (layers, g) in enumerate(zip(_members(params[:n], params[n:]), grad.contiguous().unsqueeze(-1))):
+            g, gw, gb = _backward(g, [x, *saved[e * n:(e + 1) * n]], layers, relus, need_w, need_b, need_x,
+                                  w_in_out=True)
+            gx = g if gx is None else gx + g
+            gws.append(gw)
+            gbs.append(gb)
+        gw_out = [torch.stack([gw[k] for gw in gws]) if need_w[k] else None for k in range(n)]
+        gb_out = [torch.stack([gb[k] for gb in gbs]).unsqueeze(1) if need_b[k] else None for k in range(n)]
+        return (gx, None, *gw_out, *gb_out)
+
+
+def ensemble_mlp(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor], frozen: bool = False) -> Tensor:
+    """``[E, N]``: every member of a stacked ReLU ensemble (``weights[k] [E, in, out]``, ``biases[k]
+    [E, 1, out]``, one output unit; the layout of :class:`~optbench.objectives.q_functions.QEnsemble`)
+    on the same inputs ``x [N, in]``. ``frozen``: no gradient to the parameters (to ``x`` only)."""
+    if frozen:
+        weights, biases = [W.detach() for W in weights], [b.detach() for b in biases]
+    params = (*weights, *biases)
+    if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
+        return _EnsembleMLP.apply(x, len(weights), *params)
+    relus = [True] * (len(weights) - 1) + [False]
+    return torch.stack([_forward(x, layers, relus)[-1].view(-1) for layers in _members(weights, biases)])
+
+
+# ------------------------------------------------------------------------------- nn.Linear stack
+def _stack_layers(params) -> list[tuple[Tensor, Tensor, Tensor]]:
+    return [(w, w.t(), b) for w, b in zip(params[0::2], params[1::2])]
+
+
+class _LinearStack(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, relus: tuple[bool, ...], *params: Tensor) -> Tensor:
+        acts = _forward(x, _stack_layers(params), relus)
+        ctx.relus = relus
+        ctx.save_for_backward(*acts[:-1], acts[-1] if relus[-1] else None, *params)  # no ReLU: output not needed
+        return acts[-1]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        L = len(ctx.relus)
+        saved = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        g, gw, gb = _backward(grad.contiguous(), list(saved[:L + 1]), _stack_layers(saved[L + 1:]), ctx.relus,
+                              need[2::2], need[3::2], need[0], w_in_out=False)
+        return (g, None, *[t for pair in zip(gw, gb) for t in pair])
+
+
+def linear_stack(x: Tensor, linears: Sequence[nn.Linear], relus: Sequence[bool]) -> Tensor:
+    """``x`` through ``nn.Linear`` layers, each followed by a ReLU where ``relus`` says so."""
+    params = tuple(t for m in linears for t in (m.weight, m.bias))
+    if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
+        return _LinearStack.apply(x, tuple(relus), *params)
+    return _forward(x, _stack_layers(params), relus)[-1]
+
+
+__all__ = ["usable", "ensemble_mlp", "linear_stack"]
