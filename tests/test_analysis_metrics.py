@@ -15,7 +15,7 @@ from optbench.metrics.fixed_target import average_runtime, ecdf, ecdf_steps, run
 from optbench.metrics.gap import amortization_gap
 from optbench.metrics.modes import (cluster_runs, mode_coverage, pairwise_action_distance, random_starts,
                                     run_replicas)
-from optbench.metrics.summary import CellGroup
+from optbench.metrics.summary import CellGroup, normalized, normalized_of_means
 from optbench.objectives.analytic import _BUMP_CENTERS
 from optbench.optimizers import make_optimizer, run_optimizer
 from optbench.optimizers.base import PolicyOptimizer
@@ -216,3 +216,15 @@ def test_recorded_trajectory_retraces_the_run_and_landscape_peaks_at_the_optimum
     j, i = np.unravel_index(np.argmax(values), values.shape)
     mu_opt = optimum.params[0, list(dims)].numpy()
     assert abs(xs[i] - mu_opt[0]) <= xs[1] - xs[0] and abs(ys[j] - mu_opt[1]) <= ys[1] - ys[0]
+
+
+def test_summary_normalized_score_is_a_ratio_of_means():
+    """One state the start nearly solves (J_ref − J_start = 1e-3) and an optimizer that loses
+    0.01 there: the mean of per-state ratios turns a clear overall gain negative; the ratio of
+    means reports the gain (2 + 2 − 0.01 of 2 + 2 + 0.001)."""
+    start = np.array([0.0, 0.0, 5.0])
+    ref = np.array([2.0, 2.0, 5.001])
+    final = np.array([2.0, 2.0, 4.99])
+    assert normalized(final, start, ref).mean() < 0
+    assert normalized_of_means(final, start, ref) == pytest.approx(3.99 / 4.001)
+    assert math.isnan(normalized_of_means(final, start, start))

@@ -26,7 +26,7 @@ import numpy as np
 from rich.table import Table
 
 from optbench.metrics.bootstrap import bootstrap_mean
-from optbench.metrics.summary import CellGroup, group_cells, reference_values
+from optbench.metrics.summary import CellGroup, group_cells, normalized_of_means, reference_values
 from optbench.optimizers.base import parse_spec
 from optbench.runner.store import ResultsStore
 
@@ -227,9 +227,9 @@ def transfer_tables(store: ResultsStore) -> list[Table]:
         ref, _ = reference_values(obj, groups)
         start = np.asarray(obj["start_scores"])
 
-        def norm(g: CellGroup, k: int) -> float | None:  # ratio of means: stable where a state's J_best ≈ J_start
+        def norm(g: CellGroup, k: int) -> float | None:
             v = g.at(k)
-            return None if v is None else float((v.mean() - start.mean()) / (ref.mean() - start.mean()))
+            return None if v is None else normalized_of_means(v, start, ref)
 
         classical = [g for g in groups if not g.meta.get("amortized")]
         for g in groups:

@@ -76,7 +76,7 @@ def objective_table(obj: dict[str, Any], known: bool, summaries: list[OptimizerS
                   _fmt(s.final_j - s.start_j), norm, *[_iters(s.iters_to[x]) for x in TARGETS],
                   _fmt(1e3 * s.seconds_per_iter, 3), _fmt(s.q_evals_per_iter, 4))
     t.caption = (f"J: scored J, mean over states and seeds (start {_fmt(summaries[0].start_j)}); ΔJ: final − start; "
-                 "norm.: (J−J_start)/(J_ref−J_start) at the final iteration; it→x: median iterations to reach x of "
+                 "norm.: (J−J_start)/(J_ref−J_start) of the means over states, at the final iteration; it→x: median iterations to reach x of "
                  "J_ref (share of runs that did); ms/it: wall clock per iteration for all states in lockstep.")
     t.caption_justify = "left"
     return t
