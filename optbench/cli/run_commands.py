@@ -35,6 +35,13 @@ def _split_specs(text: str) -> list[str]:
     return out
 
 
+# Measured by benchmarks/bench_scaling.py on an idle 2-core machine: the default mujoco-states run
+# took 249 s with one torch thread, 344 s with torch's default of two, 140 s in two 1-thread worker
+# processes. The optimizers' tensors are too small for intra-op threads to pay.
+THREADS_HELP = ("torch CPU threads per process (default 1; more rarely pays at these sizes: use --executor "
+                "processes to use more cores)")
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a benchmark suite", description="Run every optimizer of a suite on its "
                        "objectives; results are stored (resumably) and summarized in tables and plots.")
@@ -46,8 +53,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     p.add_argument("--out", type=Path, help="run directory (default: results/runs/SUITE-CONFIGHASH)")
     p.add_argument("--quick", action="store_true", help="small budget from the suite's [quick] table (smoke runs)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (in-process default: torch's choice, 1 on a busy "
-                   "machine; per worker with --executor processes/ray, default 1)")
+    p.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
     p.add_argument("--no-plots", action="store_true", help="skip writing the PNG plots")
     add_executor_options(p, what="cells")
     p.set_defaults(func=cmd_run)
@@ -58,7 +64,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        "beside suite.toml.")
     p.add_argument("--suite", required=True, help="suite name or path to a suite directory")
     p.add_argument("--out", type=Path, help="run directory of the sweep (default: results/runs/SUITE-tuning-HASH)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     add_executor_options(p, what="cells")
     p.set_defaults(func=cmd_tune)
