@@ -99,6 +99,8 @@ MALFORMED = {
     "bad setting type": 'name = "x"\noptimizers = ["adam"]\n[settings]\nstates = "many"\n[[objectives]]\nname = "o"\nsource = "analytic"\n',
     "unknown source": 'name = "x"\noptimizers = ["adam"]\n[[objectives]]\nname = "o"\nsource = "nowhere"\n',
     "missing field": 'name = "x"\noptimizers = ["adam"]\n[[objectives]]\nname = "o"\nsource = "analytic"\nprofile = "quadratic"\n',
+    "package table names no objective": ('name = "x"\noptimizers = [{ spec = "direct", package = { p = "pkg" } }]\n[[objectives]]\n'
+                                         'name = "o"\nsource = "analytic"\nprofile = "quadratic"\nstate_dim = 2\naction_dim = 1\nalpha = 0.1\n'),
     "pattern matches no objective": 'name = "x"\noptimizers = [{ spec = "adam", objectives = ["p*"] }]\n[[objectives]]\nname = "o"\nsource = "analytic"\n',
 }
 

@@ -287,7 +287,11 @@ def _optimizer_entry(o: Any, i: int, fail, names: list[str]) -> OptimizerEntry:
     if isinstance(package, dict):  # one package per objective: {"objective name" = "path", ...}
         if not package or not all(isinstance(v, str) for v in package.values()):
             raise fail(f"optimizers[{i}].package must be a path or a table of objective name = path")
-        objectives = objectives or sorted(package)
+        if not objectives:  # the table's keys name the objectives
+            unknown = set(package) - set(names)
+            if unknown:
+                raise fail(f"optimizers[{i}] ({o.get('label', o['spec'])}) names unknown objective(s) {sorted(unknown)}")
+            objectives = sorted(package)
         missing = set(objectives) - set(package)
         if missing:
             raise fail(f"optimizers[{i}].package names no package for objective(s) {sorted(missing)}")
