@@ -337,7 +337,8 @@ def test_fast_q_paths_equal_qensemble():
         for x, y in zip(g, g_ref):
             assert torch.allclose(x, y, atol=1e-5, rtol=1e-5)
     a2 = torch.rand(9, 3)
-    assert torch.allclose(q_pairs(q, s, a2), q.pairs(s, a2), atol=1e-6)
+    for use_onednn in (False, True):  # the plain path, and oneDNN's where it is usable
+        assert torch.allclose(q_pairs(q, s, a2, use_onednn=use_onednn), q.pairs(s, a2), atol=1e-6)
     # any other Q function is called as it is
     members = [torch.nn.Linear(8, 1), torch.nn.Linear(8, 1)]
     other = ModuleEnsemble([_Cat(m) for m in members], 5, 3)

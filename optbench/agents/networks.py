@@ -51,9 +51,17 @@ def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Seque
     return nn.Sequential(*layers)
 
 
-def _relu_trunk(trunk: nn.Sequential, x: Tensor) -> Tensor:
-    """``trunk(x)`` for a stack of ``Linear``/``ReLU`` modules: the same products, with the ReLUs
-    applied in place to each fresh linear output and no per-module call overhead."""
+def _relu_trunk(trunk: nn.Sequential, x: Tensor, head: nn.Linear | None = None, use_onednn: bool = False) -> Tensor:
+    """``head(trunk(x))`` (or ``trunk(x)``) for a stack of ``Linear``/``ReLU`` modules: the same
+    products, with the ReLUs applied in place to each fresh linear output and no per-module call
+    overhead. ``use_onednn`` (the SAC update's batches): the products on oneDNN where it is
+    usable (:mod:`optbench.agents.onednn`); acting and evaluation keep torch's default products."""
+    if use_onednn and onednn.usable(x):
+        linears = list(trunk[0::2])  # the trunk is Linear, ReLU, Linear, ReLU, ...
+        relus = [True] * len(linears)
+        if head is not None:
+            linears, relus = [*linears, head], [*relus, False]
+        return onednn.linear_stack(x, linears, relus)
     fresh = False  # x is a new tensor made here (safe to overwrite)
     for m in trunk:
         if type(m) is nn.Linear:
@@ -62,7 +70,7 @@ def _relu_trunk(trunk: nn.Sequential, x: Tensor) -> Tensor:
             x = x.relu_()
         else:
             x, fresh = m(x), False
-    return x
+    return x if head is None else head(x)
 
 
 class DirectActor(nn.Module):
@@ -81,16 +89,9 @@ class DirectActor(nn.Module):
         return join_params(*self.mu_log_std(states, use_onednn))
 
     def mu_log_std(self, states: Tensor, use_onednn: bool = False) -> tuple[Tensor, Tensor]:
-        """``split_params(self(states))`` without joining and splitting again.
-
-        ``use_onednn``: the products on oneDNN where it is usable (the SAC update's batches; see
-        :mod:`optbench.agents.onednn`); acting and evaluation keep torch's default products."""
-        if use_onednn and onednn.usable(states):
-            linears = [*self.trunk[0::2], self.head]  # the trunk is Linear, ReLU, Linear, ReLU, ...
-            out = onednn.linear_stack(states, linears, [True] * (len(linears) - 1) + [False])
-        else:
-            out = self.head(_relu_trunk(self.trunk, states))
-        mu, log_std = split_params(out)
+        """``split_params(self(states))`` without joining and splitting again (``use_onednn``: see
+        :func:`_relu_trunk`)."""
+        mu, log_std = split_params(_relu_trunk(self.trunk, states, self.head, use_onednn))
         return mu, soft_clamp(log_std)
 
     def architecture(self) -> dict:
@@ -135,13 +136,8 @@ class IterativeOptimizerNet(nn.Module):
 
     def forward(self, states: Tensor, lam: Tensor, grad: Tensor, use_onednn: bool = False) -> Tensor:
         """One gated update: returns the new ``λ`` (differentiable w.r.t. φ only). ``use_onednn``:
-        the trunk's products on oneDNN where it is usable (see :meth:`DirectActor.mu_log_std`)."""
-        x = self.features(states, lam, grad)
-        if use_onednn and onednn.usable(x):
-            linears = list(self.trunk[0::2])  # Linear, ReLU, Linear, ReLU, ...
-            h = onednn.linear_stack(x, linears, [True] * len(linears))
-        else:
-            h = _relu_trunk(self.trunk, x)
+        the trunk's products on oneDNN where it is usable (see :func:`_relu_trunk`)."""
+        h = _relu_trunk(self.trunk, self.features(states, lam, grad), use_onednn=use_onednn)
         delta = self.update_head(h)
         gate = torch.sigmoid(self.gate_head(h))
         return gated_update(lam.detach(), delta, gate)

@@ -193,7 +193,7 @@ def q_values(q, states: Tensor, actions: Tensor, use_onednn: bool = False) -> Te
     return _q_tail(W, b, h).view(E, N, M)
 
 
-def q_pairs(q, states: Tensor, actions: Tensor, frozen: bool = False, use_onednn: bool = True) -> Tensor:
+def q_pairs(q, states: Tensor, actions: Tensor, frozen: bool = False, use_onednn: bool = False) -> Tensor:
     """Per-pair ``states [N, S]``, ``actions [N, A]`` -> ``[E, N]`` (SAC updates; see :func:`q_values`).
 
     For a :class:`QEnsemble` the first layer takes ``[s, a]`` in one batched product, on
@@ -541,7 +541,7 @@ class SACAgent:
             with torch.no_grad():
                 mu, log_std = self.actor.mu_log_std(next_obs, use_onednn=True)
                 a_next, logp_next = sample_tanh_gaussian(mu, log_std, torch.randn_like(mu))
-                v_next = soft_value(q_pairs(self.q_target, next_obs, a_next), logp_next, alpha, cfg.beta_train, A)
+                v_next = soft_value(q_pairs(self.q_target, next_obs, a_next, use_onednn=True), logp_next, alpha, cfg.beta_train, A)
         else:
             for p in self._actor_params:
                 p.grad = None
@@ -555,7 +555,7 @@ class SACAgent:
         # ---- critic
         with torch.no_grad():
             y = td_target(rew, term, v_next, cfg.gamma)
-        q_pred = q_pairs(self.q, obs, act)  # [E, B]
+        q_pred = q_pairs(self.q, obs, act, use_onednn=True)  # [E, B]
         q_loss = 0.5 * (q_pred - y).pow(2).mean(1).sum()
         for p in self._q_params:
             p.grad = None
@@ -567,7 +567,7 @@ class SACAgent:
             self._steps["q"].step()
             mu, log_std = self.actor.mu_log_std(obs, use_onednn=True)
             a, logp = sample_tanh_gaussian(mu, log_std, torch.randn_like(mu))
-            actor_loss = -soft_value(q_pairs(self.q, obs, a, frozen=True), logp, alpha, cfg.beta_train, A).mean()
+            actor_loss = -soft_value(q_pairs(self.q, obs, a, frozen=True, use_onednn=True), logp, alpha, cfg.beta_train, A).mean()
             for p in self._actor_params:
                 p.grad = None
             actor_loss.backward(inputs=self._actor_params)  # no gradient computed for Q (frozen)
