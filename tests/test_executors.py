@@ -214,29 +214,3 @@ def test_train_grid_trains_every_task_and_seed(tmp_path, capsys):
                                                                          ("InvertedPendulum-v5", 1, 200)]
     assert (out / "InvertedPendulum-v5-direct-s1" / "checkpoint.safetensors").is_file()
     assert main(["train-grid", "--tasks", "NoSuchTask-v9", "--out", str(out), *tiny]) == 2
-
-
-@pytest.mark.parametrize("B,P,n", [(37, 11, 10), (3, 1, 700), (300, 1, 7)])
-def test_q_evaluated_in_pieces_gives_the_same_bits(B, P, n):
-    """The objective evaluates a Q-ensemble in cache-sized pieces (a speed measure, see
-    benchmarks/bench_scaling.py); values and gradients must equal the one-piece evaluation."""
-    import torch
-
-    from optbench.objectives.policy_objective import PolicyObjective
-    from optbench.objectives.q_functions import QEnsemble
-
-    torch.manual_seed(0)
-    q = QEnsemble(17, 6)
-    g = torch.Generator().manual_seed(1)
-    states = torch.randn(B, 17, generator=g)
-    lam = 0.5 * torch.randn(B, P, 12, generator=g)
-    eps = torch.randn(B, 1, n, 6, generator=g)
-    results = []
-    for chunk in (None, 2048, 256):
-        obj = PolicyObjective(q, states, 0.05, score_samples=64, q_chunk_pairs=chunk)
-        with torch.no_grad():
-            out = [obj.estimate(lam, eps), obj.soft_values(lam, eps), obj.score(lam)]
-        results.append(out + list(obj.value_and_grad(lam, eps)) + [obj.counts])
-    for other in results[1:]:
-        assert all(torch.equal(a, b) for a, b in zip(results[0][:-1], other[:-1]))
-        assert other[-1] == results[0][-1]

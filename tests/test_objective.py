@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from torch import nn
 
+from optbench import onednn
 from optbench.objectives import ModuleEnsemble, PolicyObjective, QEnsemble, pessimistic_value
 from optbench.objectives.analytic import AnalyticQ, exact_dimension_objective
 from optbench.objectives.distributions import sample_tanh_gaussian, tanh_gaussian_log_prob
@@ -27,6 +29,41 @@ def test_pessimistic_value_beta_one_is_min_and_uses_population_std():
     q = torch.tensor([[1.0, 4.0], [3.0, -2.0]])
     assert torch.equal(pessimistic_value(q, 1.0), q.min(0).values)
     assert torch.allclose(pessimistic_value(q, 2.5), q.mean(0) - 2.5 * (q[0] - q[1]).abs() / 2)
+    q = torch.randn(2, 50, 7)  # two members take a closed form: the generic formula's values
+    for beta in (0.0, 0.5, 1.0, 2.0):
+        assert torch.allclose(pessimistic_value(q, beta), q.mean(0) - beta * q.std(0, correction=0), atol=1e-6)
+    q3 = torch.randn(3, 20)
+    assert torch.allclose(pessimistic_value(q3, 0.7), q3.mean(0) - 0.7 * q3.std(0, correction=0))
+    same = torch.ones(2, 4, requires_grad=True)  # members that agree: a finite gradient (torch's std gives NaN)
+    (g,) = torch.autograd.grad(pessimistic_value(same, 1.0).sum(), same)
+    assert torch.isfinite(g).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_frozen_q_ensemble_on_onednn_equals_plain_products(dtype, monkeypatch):
+    """A frozen QEnsemble (every objective's Q) runs on oneDNN where it is usable (float32 on the
+    CPU): the values and the gradients w.r.t. actions and states of torch's batched products.
+    Elsewhere (float64 here) both paths are the plain one and must agree exactly."""
+    if dtype == torch.float32 and not onednn.usable(torch.zeros(1)):
+        pytest.skip("no oneDNN linear kernel in this torch")
+    torch.manual_seed(0)
+    q = QEnsemble(7, 3, hidden=(32, 48), ensemble_size=2).to(dtype).requires_grad_(False)
+    states, actions = torch.randn(9, 7, dtype=dtype), torch.rand(9, 5, 3, dtype=dtype) * 2 - 1
+    out = {}
+    for enabled in (True, False):
+        monkeypatch.setattr(onednn, "ENABLED", enabled)
+        s, a = states.clone().requires_grad_(True), actions.clone().requires_grad_(True)
+        v = q(s, a)
+        w = torch.linspace(-1, 1, v.numel(), dtype=dtype).view_as(v)
+        out[enabled] = (v, *torch.autograd.grad((v * w).sum(), [s, a]))
+        with torch.no_grad():
+            assert torch.equal(q(states, actions), v.detach())  # the no-graph path: the same bits
+    for x, y in zip(out[True], out[False]):
+        assert x.shape == y.shape and torch.allclose(x, y, atol=1e-5, rtol=1e-5)
+    assert q(states, actions).requires_grad is False
+    q.requires_grad_(True)  # a Q being trained keeps torch's products (and its parameter gradients)
+    monkeypatch.setattr(onednn, "ENABLED", True)
+    assert q(states, actions).requires_grad
 
 
 def test_monte_carlo_estimate_matches_exact_quadrature():
@@ -110,3 +147,24 @@ def test_extreme_parameters_give_finite_values_not_nan():
     lam = torch.tensor([[200.0, -300.0, 188.0, -50.0], [-1e6, 1e6, 95.0, 120.0]])
     values = obj.score(lam)
     assert torch.isfinite(values).all() and (values < -1e30).all()
+
+
+@pytest.mark.parametrize("B,P,n", [(37, 11, 10), (3, 1, 700), (300, 1, 7)])
+def test_q_evaluated_in_pieces_gives_the_same_bits(B, P, n):
+    """The objective evaluates a Q-ensemble in cache-sized pieces (a speed measure, see
+    benchmarks/bench_scaling.py); values and gradients must equal the one-piece evaluation."""
+    torch.manual_seed(0)
+    q = QEnsemble(17, 6)  # frozen by the objective: on oneDNN where it is usable
+    g = torch.Generator().manual_seed(1)
+    states = torch.randn(B, 17, generator=g)
+    lam = 0.5 * torch.randn(B, P, 12, generator=g)
+    eps = torch.randn(B, 1, n, 6, generator=g)
+    results = []
+    for chunk in (None, 2048, 256):
+        obj = PolicyObjective(q, states, 0.05, score_samples=64, q_chunk_pairs=chunk)
+        with torch.no_grad():
+            out = [obj.estimate(lam, eps), obj.soft_values(lam, eps), obj.score(lam)]
+        results.append(out + list(obj.value_and_grad(lam, eps)) + [obj.counts])
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0][:-1], other[:-1]))
+        assert other[-1] == results[0][-1]

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-import optbench.agents.onednn as onednn
+import optbench.onednn as onednn
 from optbench.agents.checkpoint import optimizer_from_tensors, optimizer_to_tensors
 from optbench.agents.models import DynamicsModel, RewardModel, model_loss
 from optbench.agents.networks import DirectActor, IterativeOptimizerNet
@@ -81,7 +81,7 @@ time, 11 interleaved rounds, loaded machine, batches from a HalfCheetah-v5 repla
 so n = 2 now costs 6.0 direct updates with models (was 6.8 in the same run): still the
 budget's choice.
 
-Since then the update's matrix products run on oneDNN (:mod:`optbench.agents.onednn`; same
+Since then the update's matrix products run on oneDNN (:mod:`optbench.onednn`; same
 computation, 2x faster float32 products on this CPU than torch's default BLAS). Same
 benchmark against the commit before (e11e1cc), 11 rounds, load 4-5:
 
@@ -197,7 +197,7 @@ def q_pairs(q, states: Tensor, actions: Tensor, frozen: bool = False, use_onednn
     """Per-pair ``states [N, S]``, ``actions [N, A]`` -> ``[E, N]`` (SAC updates; see :func:`q_values`).
 
     For a :class:`QEnsemble` the first layer takes ``[s, a]`` in one batched product, on
-    oneDNN if ``use_onednn`` and it is usable (:mod:`optbench.agents.onednn`: float32 on the
+    oneDNN if ``use_onednn`` and it is usable (:mod:`optbench.onednn`: float32 on the
     CPU). ``frozen``: no gradient to Q's parameters, only to the inputs (the actor loss).
     """
     if type(q) is not QEnsemble:

@@ -46,10 +46,10 @@ SCORE_CHUNK_PAIRS = 1 << 14
 # (s, a) pairs per piece when a Q-ensemble that exposes its layer-1 state block
 # (``state_features``/``forward_features``, e.g. QEnsemble) is evaluated in pieces: small
 # enough that a piece's activations stay in the CPU caches, large enough to keep the matrix
-# products efficient (benchmarks/bench_scaling.py: 512-1024 best, 2048-4096 a few per cent
-# slower, one piece 10-20 % slower). Pieces never hold fewer than MIN_PIECE_ROWS rows:
-# matrix products of 1-3 rows take other kernels (other roundings).
-Q_CHUNK_PAIRS = 1024
+# products efficient (benchmarks/bench_scaling.py, QEnsemble on oneDNN: 2048 best, 1024 a few
+# per cent slower, 512 10-20 % slower, one piece of 10^4 pairs ~10 % slower). Pieces never hold
+# fewer than MIN_PIECE_ROWS rows: matrix products of 1-3 rows take other kernels (other roundings).
+Q_CHUNK_PAIRS = 2048
 MIN_PIECE_ROWS = 64
 
 

@@ -19,6 +19,8 @@ from typing import Protocol, Sequence, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from optbench import onednn
+
 
 @runtime_checkable
 class QFunction(Protocol):
@@ -73,7 +75,13 @@ class QEnsemble(nn.Module):
     def forward_features(self, hs: Tensor, actions: Tensor) -> Tensor:
         """The rest of :meth:`forward`: ``hs [E, B, H]`` from :meth:`state_features`,
         ``actions [B, M, A]`` -> ``[E, B, M]``. Each (state, action) row is computed on its
-        own, so callers may evaluate a batch in pieces (see ``PolicyObjective``)."""
+        own, so callers may evaluate a batch in pieces (see ``PolicyObjective``).
+
+        With frozen weights (a policy objective's Q) on the CPU in float32, the products run on
+        oneDNN (:func:`optbench.onednn.split_ensemble`), about 2x faster than the batched
+        products below on AVX-512 CPUs; the values differ from theirs in the last bits."""
+        if onednn.usable(actions) and not any(p.requires_grad for p in self.parameters()):
+            return onednn.split_ensemble(hs, actions, list(self.weights), list(self.biases), self.state_dim)
         E = self.ensemble_size
         B, M, _ = actions.shape
         wa = self.weights[0][:, self.state_dim :]
@@ -110,7 +118,13 @@ class ModuleEnsemble(nn.Module):
 
 
 def pessimistic_value(q: Tensor, beta: float) -> Tensor:
-    """``Q̂ = mean − β·std`` over the ensemble dim 0, population std (β = 1, E = 2 gives the min)."""
+    """``Q̂ = mean − β·std`` over the ensemble dim 0, population std (β = 1, E = 2 gives the min).
+
+    Two members (every shipped agent) take the closed form ``std = |q₀ − q₁| / 2``: the same
+    value, ~20x faster than torch's generic ``std`` reduction on CPU, and a zero (not NaN)
+    gradient where the members agree."""
     if q.shape[0] == 1:
         return q[0]
+    if q.shape[0] == 2:
+        return 0.5 * (q[0] + q[1]) - (0.5 * beta) * (q[0] - q[1]).abs()
     return q.mean(0) - beta * q.std(0, correction=0)

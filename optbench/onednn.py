@@ -1,12 +1,19 @@
-"""The SAC update's matrix products on oneDNN, on the CPU.
+"""Matrix products of optbench's ReLU networks on oneDNN, on the CPU.
 
-Why: almost all of a direct SAC update's time is its 256×256 matrix products (forward and
-backward passes of the critics, the target critics and the actor at batch 256). torch runs
-``mm``/``bmm``/``addmm`` on float32 CPU tensors with its BLAS (MKL in the x86 wheels), but
-ships oneDNN too, whose AVX-512 kernels torch uses for convolutions and, through
-``torch.ops.mkldnn._linear_pointwise``, for linear layers of compiled models. On the
-development machine (AMD EPYC, AVX-512, 1 thread) a 256×256×256 product takes 330 µs with
-MKL and 155-185 µs with oneDNN, in every orientation the forward and backward passes need.
+Why: almost all of a SAC update's time, and of a policy objective's evaluation, is 256×256
+matrix products (the critics', target critics' and actor's layers at batch 256; the frozen
+Q-ensemble's layers on thousands of (s, a) pairs). torch runs ``mm``/``bmm``/``addmm`` on
+float32 CPU tensors with its BLAS (MKL in the x86 wheels), but ships oneDNN too, whose
+AVX-512 kernels torch uses for convolutions and, through ``torch.ops.mkldnn._linear_pointwise``,
+for linear layers of compiled models. On the development machine (AMD EPYC, AVX-512, 1
+thread) a 256×256×256 product takes 330 µs with MKL and 155-185 µs with oneDNN, in every
+orientation the forward and backward passes need (2048×2048: 101 GFLOP/s with MKL, 230 with
+oneDNN; ``benchmarks/bench_scaling.py`` measures the FLOP floor with the faster of the two).
+
+Users: the SAC update (:func:`ensemble_mlp`, :func:`linear_stack`) and the frozen
+:class:`~optbench.objectives.q_functions.QEnsemble` of every policy objective
+(:func:`split_ensemble`). Each row of a oneDNN product (2 rows or more) is computed the same
+whatever the number of rows, so evaluating a batch in pieces gives the same bits.
 
 The functions here compute what the plain layers compute (``x @ W + b``, ReLU, and their
 gradients), only with oneDNN's kernels, which sum the products in another order (float32
@@ -159,6 +166,71 @@ def ensemble_mlp(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor],
     return torch.stack([_forward(x, layers, relus)[-1].view(-1) for layers in _members(weights, biases)])
 
 
+# ------------------------------------------------------------------------------- frozen ensemble, split layer 1
+def _split_members(weights, biases, state_dim: int):
+    """Per member: layer 1's action block ``[A, H]`` and the layers after it (as :func:`_members`)."""
+    wa = weights[0][:, state_dim:].unbind(0)
+    return [(wa[e], layers) for e, layers in enumerate(_members(weights[1:], biases[1:]))]
+
+
+def _split_forward(hs: Tensor, actions: Tensor, wa: Tensor, layers, relus) -> list[Tensor]:
+    """One member's activations ``[h_1, ..., y_L]`` (``h_1 = relu(hs + a @ wa)``, ``[N, H]``)."""
+    B, M, A = actions.shape
+    h1 = _linear(actions.reshape(B * M, A), wa.t(), None)
+    h1 = h1.view(B, M, -1).add_(hs.unsqueeze(1)).relu_().view(B * M, -1)
+    return _forward(h1, layers, relus)
+
+
+class _SplitEnsemble(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hs: Tensor, actions: Tensor, state_dim: int, n_layers: int, *params: Tensor) -> Tensor:
+        relus = [True] * (n_layers - 2) + [False]
+        B, M, _ = actions.shape
+        outs, saved = [], []
+        for (wa, layers), h in zip(_split_members(params[:n_layers], params[n_layers:], state_dim), hs):
+            acts = _split_forward(h, actions, wa, layers, relus)
+            outs.append(acts[-1].view(B, M))
+            saved += acts[:-1]  # the ReLU outputs (the last layer has none)
+        ctx.shape, ctx.state_dim, ctx.n_layers = (B, M), state_dim, n_layers
+        ctx.save_for_backward(*params, *saved)
+        return torch.stack(outs)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        n, (B, M) = ctx.n_layers, ctx.shape
+        params, saved = ctx.saved_tensors[:2 * n], ctx.saved_tensors[2 * n:]
+        relus = [True] * (n - 2) + [False]
+        no = [False] * (n - 1)
+        g_hs, g_a = [], None
+        for e, (wa, layers) in enumerate(_split_members(params[:n], params[n:], ctx.state_dim)):
+            acts = list(saved[e * (n - 1):(e + 1) * (n - 1)])
+            g, _, _ = _backward(grad[e].reshape(B * M, 1).contiguous(), acts + [None], layers, relus, no, no,
+                                True, w_in_out=True)
+            g = torch.ops.aten.threshold_backward(g, acts[0], 0)  # through h_1's ReLU
+            if ctx.needs_input_grad[0]:
+                g_hs.append(g.view(B, M, -1).sum(1))
+            ga = _linear(g, wa, None)  # g @ wa.T
+            g_a = ga if g_a is None else g_a.add_(ga)
+        return (torch.stack(g_hs) if g_hs else None, g_a.view(B, M, -1), None, None,
+                *[None] * len(params))
+
+
+def split_ensemble(hs: Tensor, actions: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor],
+                   state_dim: int) -> Tensor:
+    """``[E, B, M]``: a stacked ReLU ensemble (the layout of
+    :class:`~optbench.objectives.q_functions.QEnsemble`) whose layer 1 is split into its state
+    block, given as ``hs [E, B, H]`` (with layer 1's bias), and its action block, applied here
+    to ``actions [B, M, A]``. The weights are frozen: gradients reach ``hs`` and ``actions`` only
+    (the policy objective's ``∇_λ J``)."""
+    params = (*[W.detach() for W in weights], *[b.detach() for b in biases])
+    if torch.is_grad_enabled() and (hs.requires_grad or actions.requires_grad):
+        return _SplitEnsemble.apply(hs, actions, state_dim, len(weights), *params)
+    relus = [True] * (len(weights) - 2) + [False]
+    B, M, _ = actions.shape
+    return torch.stack([_split_forward(h, actions, wa, layers, relus)[-1].view(B, M)
+                        for (wa, layers), h in zip(_split_members(params[:len(weights)], params[len(weights):], state_dim), hs)])
+
+
 # ------------------------------------------------------------------------------- nn.Linear stack
 def _stack_layers(params) -> list[tuple[Tensor, Tensor, Tensor]]:
     return [(w, w.t(), b) for w, b in zip(params[0::2], params[1::2])]
@@ -190,4 +262,4 @@ def linear_stack(x: Tensor, linears: Sequence[nn.Linear], relus: Sequence[bool])
     return _forward(x, _stack_layers(params), relus)[-1]
 
 
-__all__ = ["usable", "ensemble_mlp", "linear_stack"]
+__all__ = ["usable", "ensemble_mlp", "split_ensemble", "linear_stack"]
