@@ -4,7 +4,9 @@
   torch threads, load, date, git commit and the measured code's uncommitted changes), stored
   with every result file and read back by ``summary.py``;
 * :class:`ObjectiveTimer`: the time a run spends inside the objective's evaluations, measured
-  in the run itself.
+  in the run itself;
+* :func:`burst`, :func:`interleaved` (clocks by name in :data:`CLOCKS`): seconds per call of
+  functions timed in interleaved rounds.
 
 torch and optbench are imported where needed, so that ``summary.py`` (git helpers only)
 starts without them.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -110,3 +113,33 @@ class ObjectiveTimer:
 
         for m, orig in self._orig.items():
             setattr(PolicyObjective, m, orig)
+
+
+# ---------------------------------------------------------------------------------- timing
+CLOCKS = {"cpu": time.thread_time, "wall": time.perf_counter}
+
+
+def burst(fn: Callable[[], object], min_time: float, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds per call over a burst of at least ``min_time`` seconds of ``clock``."""
+    reps, tic = 0, clock()
+    while True:
+        fn()
+        reps += 1
+        elapsed = clock() - tic
+        if elapsed >= min_time:
+            return elapsed / reps
+
+
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int, min_time: float,
+                clock: str = "wall") -> dict[str, dict[str, float]]:
+    """Best and median seconds per call of every function, timed in interleaved rounds so
+    that load from other processes falls on all of them alike. ``clock="cpu"``: this
+    thread's CPU time (with one torch thread all the work runs on it), which leaves out the
+    time the thread waits for a core on a shared machine."""
+    for fn in fns.values():
+        fn()  # warm up
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            times[k].append(burst(fn, min_time, CLOCKS[clock]))
+    return {k: {"best": min(v), "median": statistics.median(v)} for k, v in times.items()}

@@ -67,42 +67,13 @@ from optbench.runner.grid import RunPlan, plan_run
 from optbench.suites.sources import BuiltObjective, build_objective, resolve_context
 from optbench.suites.spec import load_suite
 
-from bench_common import ObjectiveTimer, machine
+from bench_common import CLOCKS, ObjectiveTimer, interleaved, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("objective", "optimizers", "scaling")  # (a), (c), (b): the order they run in
 
 
 # ------------------------------------------------------------------------------------- (a)
-CLOCKS = {"cpu": time.thread_time, "wall": time.perf_counter}
-
-
-def burst(fn: Callable[[], object], min_time: float, clock: Callable[[], float] = time.perf_counter) -> float:
-    """Seconds per call over a burst of at least ``min_time`` seconds of ``clock``."""
-    reps, tic = 0, clock()
-    while True:
-        fn()
-        reps += 1
-        elapsed = clock() - tic
-        if elapsed >= min_time:
-            return elapsed / reps
-
-
-def interleaved(fns: dict[str, Callable[[], object]], rounds: int, min_time: float,
-                clock: str = "wall") -> dict[str, dict[str, float]]:
-    """Best and median seconds per call of every function, timed in interleaved rounds so
-    that load from other processes falls on all of them alike. ``clock="cpu"``: this
-    thread's CPU time (with one torch thread all the work runs on it), which leaves out the
-    time the thread waits for a core on a shared machine."""
-    for fn in fns.values():
-        fn()  # warm up
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            times[k].append(burst(fn, min_time, CLOCKS[clock]))
-    return {k: {"best": min(v), "median": statistics.median(v)} for k, v in times.items()}
-
-
 def suite_calls(objective: po.PolicyObjective) -> list[tuple[str, str, int, int, int]]:
     """(optimizer, kind, B, P, n) of the mujoco-states optimizers' objective calls."""
     import math
