@@ -28,7 +28,7 @@ and giving float32 results, probed once); callers keep their plain path for ever
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -167,68 +167,91 @@ def ensemble_mlp(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor],
 
 
 # ------------------------------------------------------------------------------- frozen ensemble, split layer 1
+# A stacked ReLU ensemble (the layout of :class:`~optbench.objectives.q_functions.QEnsemble`)
+# whose layer 1 is split into its state block, given as ``hs [E, B, H]`` (with layer 1's bias),
+# and its action block, applied here to ``actions [B, M, A]``. The weights are frozen:
+# gradients reach ``hs`` and ``actions`` only (the policy objective's ``∇_λ J``).
+
 def _split_members(weights, biases, state_dim: int):
     """Per member: layer 1's action block ``[A, H]`` and the layers after it (as :func:`_members`)."""
     wa = weights[0][:, state_dim:].unbind(0)
     return [(wa[e], layers) for e, layers in enumerate(_members(weights[1:], biases[1:]))]
 
 
-def _split_forward(hs: Tensor, actions: Tensor, wa: Tensor, layers, relus) -> list[Tensor]:
-    """One member's activations ``[h_1, ..., y_L]`` (``h_1 = relu(hs + a @ wa)``, ``[N, H]``)."""
+def _split_forward(hs: Tensor, actions: Tensor, members, keep: bool) -> tuple[Tensor, list[list[Tensor]]]:
+    """``[E, B, M]`` values, and (``keep``) each member's ReLU outputs ``[h_1, ..., h_{L-1}]``."""
     B, M, A = actions.shape
-    h1 = _linear(actions.reshape(B * M, A), wa.t(), None)
-    h1 = h1.view(B, M, -1).add_(hs.unsqueeze(1)).relu_().view(B * M, -1)
-    return _forward(h1, layers, relus)
+    x = actions.reshape(B * M, A)
+    relus = [True] * (len(members[0][1]) - 1) + [False]
+    outs, saved = [], []
+    for (wa, layers), h in zip(members, hs):
+        h1 = _linear(x, wa.t(), None).view(B, M, -1).add_(h.unsqueeze(1)).relu_().view(B * M, -1)
+        acts = _forward(h1, layers, relus)
+        outs.append(acts[-1].view(B, M))
+        if keep:
+            saved.append(acts[:-1])
+    return torch.stack(outs), saved
+
+
+def _split_backward(grad: Tensor, members, saved, need_hs: bool) -> tuple[Tensor | None, Tensor]:
+    """``(dL/dhs or None, dL/dactions [B, M, A])`` from ``grad = dL/dvalues [E, B, M]``."""
+    _, B, M = grad.shape
+    relus = [True] * (len(members[0][1]) - 1) + [False]
+    no = [False] * len(relus)
+    g_hs, g_a = [], None
+    for (wa, layers), acts, g_out in zip(members, saved, grad):
+        g, _, _ = _backward(g_out.reshape(B * M, 1).contiguous(), acts + [None], layers, relus, no, no, True,
+                            w_in_out=True)
+        g = torch.ops.aten.threshold_backward(g, acts[0], 0)  # through h_1's ReLU
+        if need_hs:
+            g_hs.append(g.view(B, M, -1).sum(1))
+        ga = _linear(g, wa, None)  # g @ wa.T
+        g_a = ga if g_a is None else g_a.add_(ga)
+    return (torch.stack(g_hs) if need_hs else None), g_a.view(B, M, -1)
 
 
 class _SplitEnsemble(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hs: Tensor, actions: Tensor, state_dim: int, n_layers: int, *params: Tensor) -> Tensor:
-        relus = [True] * (n_layers - 2) + [False]
-        B, M, _ = actions.shape
-        outs, saved = [], []
-        for (wa, layers), h in zip(_split_members(params[:n_layers], params[n_layers:], state_dim), hs):
-            acts = _split_forward(h, actions, wa, layers, relus)
-            outs.append(acts[-1].view(B, M))
-            saved += acts[:-1]  # the ReLU outputs (the last layer has none)
-        ctx.shape, ctx.state_dim, ctx.n_layers = (B, M), state_dim, n_layers
-        ctx.save_for_backward(*params, *saved)
-        return torch.stack(outs)
+        members = _split_members(params[:n_layers], params[n_layers:], state_dim)
+        out, saved = _split_forward(hs, actions, members, keep=True)
+        ctx.state_dim, ctx.n_layers, ctx.per_member = state_dim, n_layers, len(saved[0])
+        ctx.save_for_backward(*params, *[t for acts in saved for t in acts])
+        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        n, (B, M) = ctx.n_layers, ctx.shape
-        params, saved = ctx.saved_tensors[:2 * n], ctx.saved_tensors[2 * n:]
-        relus = [True] * (n - 2) + [False]
-        no = [False] * (n - 1)
-        g_hs, g_a = [], None
-        for e, (wa, layers) in enumerate(_split_members(params[:n], params[n:], ctx.state_dim)):
-            acts = list(saved[e * (n - 1):(e + 1) * (n - 1)])
-            g, _, _ = _backward(grad[e].reshape(B * M, 1).contiguous(), acts + [None], layers, relus, no, no,
-                                True, w_in_out=True)
-            g = torch.ops.aten.threshold_backward(g, acts[0], 0)  # through h_1's ReLU
-            if ctx.needs_input_grad[0]:
-                g_hs.append(g.view(B, M, -1).sum(1))
-            ga = _linear(g, wa, None)  # g @ wa.T
-            g_a = ga if g_a is None else g_a.add_(ga)
-        return (torch.stack(g_hs) if g_hs else None, g_a.view(B, M, -1), None, None,
-                *[None] * len(params))
+        n, k = ctx.n_layers, ctx.per_member
+        params, flat = ctx.saved_tensors[:2 * n], ctx.saved_tensors[2 * n:]
+        saved = [list(flat[i:i + k]) for i in range(0, len(flat), k)]
+        g_hs, g_a = _split_backward(grad, _split_members(params[:n], params[n:], ctx.state_dim), saved,
+                                    ctx.needs_input_grad[0])
+        return (g_hs, g_a, None, None, *[None] * len(params))
+
+
+def _frozen(weights: Sequence[Tensor], biases: Sequence[Tensor], state_dim: int):
+    return _split_members([W.detach() for W in weights], [b.detach() for b in biases], state_dim)
 
 
 def split_ensemble(hs: Tensor, actions: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor],
                    state_dim: int) -> Tensor:
-    """``[E, B, M]``: a stacked ReLU ensemble (the layout of
-    :class:`~optbench.objectives.q_functions.QEnsemble`) whose layer 1 is split into its state
-    block, given as ``hs [E, B, H]`` (with layer 1's bias), and its action block, applied here
-    to ``actions [B, M, A]``. The weights are frozen: gradients reach ``hs`` and ``actions`` only
-    (the policy objective's ``∇_λ J``)."""
-    params = (*[W.detach() for W in weights], *[b.detach() for b in biases])
+    """``[E, B, M]`` values of the split ensemble (see above); differentiable w.r.t. ``hs`` and
+    ``actions`` (one autograd node)."""
     if torch.is_grad_enabled() and (hs.requires_grad or actions.requires_grad):
+        params = (*[W.detach() for W in weights], *[b.detach() for b in biases])
         return _SplitEnsemble.apply(hs, actions, state_dim, len(weights), *params)
-    relus = [True] * (len(weights) - 2) + [False]
-    B, M, _ = actions.shape
-    return torch.stack([_split_forward(h, actions, wa, layers, relus)[-1].view(B, M)
-                        for (wa, layers), h in zip(_split_members(params[:len(weights)], params[len(weights):], state_dim), hs)])
+    return _split_forward(hs, actions, _frozen(weights, biases, state_dim), keep=False)[0]
+
+
+def split_ensemble_vjp(hs: Tensor, actions: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor],
+                       state_dim: int) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    """``(values [E, B, M], vjp)`` with ``vjp(dL/dvalues) = dL/dactions``, without autograd: the
+    forward pass keeps its activations for exactly one backward pass to the actions (the same
+    operations, and bits, as :func:`split_ensemble`'s autograd node)."""
+    members = _frozen(weights, biases, state_dim)
+    with torch.no_grad():
+        out, saved = _split_forward(hs, actions, members, keep=True)
+    return out, lambda grad: _split_backward(grad, members, saved, need_hs=False)[1]
 
 
 # ------------------------------------------------------------------------------- nn.Linear stack
@@ -262,4 +285,4 @@ def linear_stack(x: Tensor, linears: Sequence[nn.Linear], relus: Sequence[bool])
     return _forward(x, _stack_layers(params), relus)[-1]
 
 
-__all__ = ["usable", "ensemble_mlp", "split_ensemble", "linear_stack"]
+__all__ = ["usable", "ensemble_mlp", "split_ensemble", "split_ensemble_vjp", "linear_stack"]

@@ -162,7 +162,8 @@ class PolicyObjective:
         return pessimistic_value(q, self.beta) - alpha * kl_to_uniform(log_prob, self.action_dim)
 
     def _pieced(self) -> bool:
-        return self.q_chunk_pairs is not None and hasattr(self.q, "forward_features") and hasattr(self.q, "state_features")
+        return self.q_chunk_pairs is not None and all(
+            hasattr(self.q, f) for f in ("state_features", "forward_features", "forward_features_vjp"))
 
     def _q_values(self, states: Tensor, actions: Tensor) -> Tensor:
         """``Q(states [B, S], actions [B, M, A]) -> [E, B, M]``, in cache-sized pieces when the
@@ -197,14 +198,15 @@ class PolicyObjective:
         """``J [B, P]`` and ``∇_λ J [B, P, 2|A|]`` from one forward and one backward pass.
 
         States are independent, so the gradient of ``ΣJ`` gives each state's own gradient.
-        With a pieced Q-ensemble (see :data:`Q_CHUNK_PAIRS`) the Q part of the forward and
-        backward pass runs piece by piece, each piece's backward right after its forward,
-        while its activations are still in cache; values and gradients are the same as from
-        one graph over the whole batch.
+        With a pieced Q-ensemble (one with ``state_features``/``forward_features_vjp``, see
+        :data:`Q_CHUNK_PAIRS`) the Q part of the forward and backward pass runs piece by piece
+        (one piece for a small batch), each piece's backward right after its forward, while its
+        activations are still in cache, and outside autograd's graph; values and gradients are
+        the same as from one graph over the whole batch.
         """
         B, P, _ = lam.shape
         n = eps.shape[2]
-        if not self._pieced() or B * P * n <= self.q_chunk_pairs:
+        if not self._pieced():
             with torch.enable_grad():
                 lam = lam.detach().requires_grad_(True)
                 value = self.estimate(lam, eps)
@@ -228,14 +230,14 @@ class PolicyObjective:
                 hs = self.q.state_features(self.states)
             q_hat, grad_actions = [], []
             for s0, s1, m0, m1 in _pieces(B, P * n, self.q_chunk_pairs):
-                a = flat[s0:s1, m0:m1].detach().requires_grad_(True)
-                q = self.q.forward_features(hs[:, s0:s1], a)  # [E,b,m]
+                q, vjp = self.q.forward_features_vjp(hs[:, s0:s1], flat[s0:s1, m0:m1])  # [E,b,m]
+                q.requires_grad_(True)
                 v = pessimistic_value(q, self.beta)
                 # d(mean over the n samples)/dv is 1/n for every sample: the same gradient the
                 # one-graph estimator passes back through its mean.
-                (g,) = torch.autograd.grad(v, a, grad_outputs=torch.ones_like(v).div_(n))
+                (g_q,) = torch.autograd.grad(v, q, grad_outputs=torch.ones_like(v).div_(n))
                 q_hat.append(v.detach())
-                grad_actions.append(g)
+                grad_actions.append(vjp(g_q))
             if P * n < self.q_chunk_pairs:
                 q_hat_all, grad_all = torch.cat(q_hat, 0), torch.cat(grad_actions, 0)
             else:

@@ -14,7 +14,7 @@ modules ``(s, a) -> value`` into the same protocol.
 from __future__ import annotations
 
 import math
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -80,7 +80,7 @@ class QEnsemble(nn.Module):
         With frozen weights (a policy objective's Q) on the CPU in float32, the products run on
         oneDNN (:func:`optbench.onednn.split_ensemble`), about 2x faster than the batched
         products below on AVX-512 CPUs; the values differ from theirs in the last bits."""
-        if onednn.usable(actions) and not any(p.requires_grad for p in self.parameters()):
+        if self._on_onednn(actions):
             return onednn.split_ensemble(hs, actions, list(self.weights), list(self.biases), self.state_dim)
         E = self.ensemble_size
         B, M, _ = actions.shape
@@ -96,6 +96,21 @@ class QEnsemble(nn.Module):
             if k < n_layers - 1:
                 h = h.relu_()
         return h.view(E, B, M)
+
+    def forward_features_vjp(self, hs: Tensor, actions: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+        """``(values [E, B, M], vjp)`` of :meth:`forward_features` (no gradient to ``hs``), with
+        ``vjp(dL/dvalues) = dL/dactions`` callable once: the policy objective's gradient. Frozen on
+        oneDNN it runs without autograd (:func:`optbench.onednn.split_ensemble_vjp`)."""
+        if self._on_onednn(actions):
+            return onednn.split_ensemble_vjp(hs, actions, list(self.weights), list(self.biases), self.state_dim)
+        a = actions.detach().requires_grad_(True)
+        with torch.enable_grad():
+            out = self.forward_features(hs.detach(), a)
+        return out.detach(), lambda grad: torch.autograd.grad(out, a, grad)[0]
+
+    def _on_onednn(self, x: Tensor) -> bool:
+        """Frozen weights (a policy objective's Q) and oneDNN usable for ``x``."""
+        return onednn.usable(x) and not any(p.requires_grad for p in self.parameters())
 
     def pairs(self, states: Tensor, actions: Tensor) -> Tensor:
         """Per-pair evaluation ``states [N, S]``, ``actions [N, A]`` -> ``[E, N]`` (SAC updates)."""
