@@ -274,7 +274,9 @@ def rows_sac_returns(d: dict) -> list[Row]:
     verdict = ("within SB3's seed spread" if d.get("ours_mean_within_sb3_seed_spread")
                else "above SB3's seed spread" if d.get("ours_mean_above_sb3_seed_spread") else "below SB3's seed spread")
     return [("5", f"{d['task']} return at {d['steps'] // 1000}k steps, {len(d['ours']['seeds'])} seeds (ours / SB3)",
-             f"{d['ours']['return_mean']:.0f} / {d['sb3']['return_mean']:.0f} mean", "within seed spread", verdict)]
+             " / ".join(f"{d[k]['return_mean']:.0f} ({d[k]['return_seed_min']:.0f}–{d[k]['return_seed_max']:.0f})"
+                        if "return_seed_min" in d[k] else f"{d[k]['return_mean']:.0f}" for k in ("ours", "sb3"))
+             + " mean (seed range)", "within seed spread", verdict)]
 
 
 def rows_cma(d: dict) -> list[Row]:
