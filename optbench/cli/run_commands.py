@@ -35,9 +35,10 @@ def _split_specs(text: str) -> list[str]:
     return out
 
 
-# Measured by benchmarks/bench_scaling.py on an idle 2-core machine: the default mujoco-states run
-# took 249 s with one torch thread, 344 s with torch's default of two, 140 s in two 1-thread worker
-# processes. The optimizers' tensors are too small for intra-op threads to pay.
+# Why the default is one thread: benchmarks/bench_scaling.py part (b) (README's benchmark table)
+# times the default mujoco-states run on an idle 2-core machine with one torch thread, with
+# torch's default of two (slower), and in two 1-thread worker processes (about half the time).
+# The optimizers' tensors are too small for intra-op threads to pay.
 THREADS_HELP = ("torch CPU threads per process (default 1; more rarely pays at these sizes: use --executor "
                 "processes to use more cores)")
 
