@@ -194,18 +194,23 @@ def _split_forward(hs: Tensor, actions: Tensor, members, keep: bool) -> tuple[Te
 
 
 def _split_backward(grad: Tensor, members, saved, need_hs: bool) -> tuple[Tensor | None, Tensor]:
-    """``(dL/dhs or None, dL/dactions [B, M, A])`` from ``grad = dL/dvalues [E, B, M]``."""
+    """``(dL/dhs or None, dL/dactions [B, M, A])`` from ``grad = dL/dvalues [E, B, M]``.
+
+    Each row has one output unit, so the pass runs from the last layer's weight vector (the
+    rows of ``dq/dh`` before row scaling) and multiplies by ``grad`` at the end, on ``[B·M, A]``
+    instead of ``[B·M, H]``: one pass over the hidden activations fewer than the generic
+    :func:`_backward`, the same products."""
     _, B, M = grad.shape
-    relus = [True] * (len(members[0][1]) - 1) + [False]
-    no = [False] * len(relus)
     g_hs, g_a = [], None
     for (wa, layers), acts, g_out in zip(members, saved, grad):
-        g, _, _ = _backward(g_out.reshape(B * M, 1).contiguous(), acts + [None], layers, relus, no, no, True,
-                            w_in_out=True)
+        g = layers[-1][0][0]  # the last layer's weights [H]
+        for k in range(len(layers) - 2, -1, -1):  # the hidden layers after layer 1
+            g = _linear(torch.ops.aten.threshold_backward(g, acts[k + 1], 0), layers[k][1], None)  # g @ w
         g = torch.ops.aten.threshold_backward(g, acts[0], 0)  # through h_1's ReLU
+        g_out = g_out.reshape(B * M, 1)
         if need_hs:
-            g_hs.append(g.view(B, M, -1).sum(1))
-        ga = _linear(g, wa, None)  # g @ wa.T
+            g_hs.append((g * g_out).view(B, M, -1).sum(1))
+        ga = _linear(g, wa, None).mul_(g_out)  # (g @ wa.T) row-scaled
         g_a = ga if g_a is None else g_a.add_(ga)
     return (torch.stack(g_hs) if need_hs else None), g_a.view(B, M, -1)
 

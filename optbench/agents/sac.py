@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 import optbench.onednn as onednn
+from optbench.allocator import keep_freed_memory
 from optbench.agents.checkpoint import optimizer_from_tensors, optimizer_to_tensors
 from optbench.agents.models import DynamicsModel, RewardModel, model_loss
 from optbench.agents.networks import DirectActor, IterativeOptimizerNet
@@ -387,6 +388,7 @@ class SACAgent:
     def __init__(self, cfg: SACConfig, state_dim: int, action_dim: int, device: torch.device | str = "cpu"):
         self.cfg, self.state_dim, self.action_dim = cfg, state_dim, action_dim
         self.device = dev = torch.device(device)
+        keep_freed_memory()
         self.q = QEnsemble(state_dim, action_dim, cfg.hidden, cfg.ensemble_size)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         if cfg.policy == "direct":

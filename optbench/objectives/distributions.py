@@ -55,6 +55,26 @@ def sample_tanh_gaussian(mu: Tensor, log_std: Tensor, eps: Tensor) -> tuple[Tens
     return torch.tanh(u), log_prob
 
 
+def soft_value_grad(log_std: Tensor, eps: Tensor, actions: Tensor, grad_actions: Tensor,
+                    alpha: float | Tensor) -> Tensor:
+    """Closed-form ``∇_λ`` of ``mean_n[Q̂(a) − α (log π(a) + |A| log 2)]`` for the samples
+    ``a = tanh(u)``, ``u = μ + σ ε`` of :func:`sample_tanh_gaussian`, given ``dQ̂/da``.
+
+    With ``ε`` fixed, ``d log π(a)/du = 2a`` and ``d log π(a)/d log σ = −1`` directly, so the
+    integrand's derivative w.r.t. ``u`` is ``h = dQ̂/da · (1 − a²) − 2αa`` and
+    ``dJ/dμ = mean_n h``, ``dJ/d log σ = σ · mean_n(h ε) + α`` (zero above :data:`LOG_STD_MAX`,
+    where ``log σ`` is capped). Shapes: ``log_std [B, P, 1, |A|]``, ``eps [B, P or 1, n, |A|]``,
+    ``actions``/``grad_actions [B, P, n, |A|]``, ``alpha`` a float or ``[B, 1, 1]``;
+    returns ``[B, P, 2|A|]``.
+    """
+    alpha_n = alpha.unsqueeze(-1) if isinstance(alpha, Tensor) and alpha.dim() else alpha
+    h = grad_actions * (1.0 - actions * actions) - (2.0 * alpha_n) * actions
+    d_mu = h.mean(2)
+    d_log_std = (h * eps).mean(2) * log_std.clamp(max=LOG_STD_MAX).exp().squeeze(2) + alpha
+    d_log_std = torch.where(log_std.squeeze(2) <= LOG_STD_MAX, d_log_std, 0.0)
+    return join_params(d_mu, d_log_std)
+
+
 def kl_to_uniform(log_prob: Tensor, action_dim: int) -> Tensor:
     """Single-sample KL estimate to the uniform prior on ``[−1, 1]^|A|``: ``log π(a) + |A| log 2``."""
     return log_prob + action_dim * LOG2

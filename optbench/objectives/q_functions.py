@@ -143,3 +143,18 @@ def pessimistic_value(q: Tensor, beta: float) -> Tensor:
     if q.shape[0] == 2:
         return 0.5 * (q[0] + q[1]) - (0.5 * beta) * (q[0] - q[1]).abs()
     return q.mean(0) - beta * q.std(0, correction=0)
+
+
+def pessimistic_value_and_grad(q: Tensor, beta: float) -> tuple[Tensor, Tensor]:
+    """:func:`pessimistic_value` ``[B, M]`` and its gradient w.r.t. ``q`` ``[E, B, M]``, in closed
+    form for one or two members (``dQ̂/dq₀,₁ = ½ ∓ ½β·sign(q₀ − q₁)``, as autograd gives it)."""
+    value = pessimistic_value(q, beta)
+    if q.shape[0] == 1:
+        return value, torch.ones_like(q)
+    if q.shape[0] == 2:
+        s = (q[0] - q[1]).sign_().mul_(0.5 * beta)
+        return value, torch.stack([0.5 - s, 0.5 + s])
+    with torch.enable_grad():
+        q = q.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(pessimistic_value(q, beta).sum(), q)
+    return value, grad
