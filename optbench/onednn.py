@@ -198,7 +198,7 @@ def _split_backward(grad: Tensor, members, saved, need_hs: bool) -> tuple[Tensor
     Each row has one output unit, so the pass runs from the last layer's weight vector (the
     rows of ``dq/dh`` before row scaling) and multiplies by ``grad`` at the end, on ``[B·M, A]``
     instead of ``[B·M, H]``: one pass over the hidden activations fewer than the generic
-    :func:`_backward`, the same products."""
+    :func:`_backward`, with as many matrix products."""
     _, B, M = grad.shape
     g_hs, g_a = [], None
     for (wa, layers), acts, g_out in zip(members, saved, grad):

@@ -37,10 +37,10 @@ import torch
 from torch import Tensor
 
 import optbench.onednn as onednn
-from optbench.allocator import keep_freed_memory
 from optbench.agents.checkpoint import optimizer_from_tensors, optimizer_to_tensors
 from optbench.agents.models import DynamicsModel, RewardModel, model_loss
 from optbench.agents.networks import DirectActor, IterativeOptimizerNet
+from optbench.allocator import keep_freed_memory
 from optbench.objectives.distributions import LOG2, sample_tanh_gaussian, split_params
 from optbench.objectives.q_functions import QEnsemble, pessimistic_value
 
