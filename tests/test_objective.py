@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import platform
 
 import pytest
 import torch
@@ -204,6 +205,4 @@ def test_q_evaluated_in_pieces_gives_the_same_bits(B, P, n):
 def test_objectives_keep_freed_memory_on_glibc():
     """Constructing an objective asks glibc to keep freed heap mapped (optbench.allocator)."""
     PolicyObjective(QEnsemble(3, 2, hidden=(8,)), torch.zeros(2, 3), 0.1)
-    import platform
-    expected = platform.libc_ver()[0] == "glibc"
-    assert allocator.keep_freed_memory() is expected
+    assert allocator.keep_freed_memory() is (platform.libc_ver()[0] == "glibc")
