@@ -177,11 +177,15 @@ class ProcessExecutor(Executor):
             while todo or in_flight:
                 if pool is None:
                     pool = self._pool(context)
-                while todo and len(in_flight) < self.workers + 1:
-                    i = todo.popleft()
-                    in_flight[pool.submit(_pool_call, fn, tasks[i])] = i
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 broken = False
+                while todo and len(in_flight) < self.workers + 1:
+                    try:
+                        fut = pool.submit(_pool_call, fn, tasks[todo[0]])
+                    except BrokenProcessPool:  # a worker died since the last wait; the task never started
+                        broken = True
+                        break
+                    in_flight[fut] = todo.popleft()
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED) if in_flight else (set(), set())
                 for fut in done:
                     i = in_flight.pop(fut)
                     try:
