@@ -42,6 +42,18 @@ def _pieces(B: int, M: int, chunk: int) -> list[tuple[int, int, int, int]]:
         del cuts[-2]
     return [(b, b + 1, lo, hi) for b in range(B) for lo, hi in zip(cuts[:-1], cuts[1:])]
 
+
+def _join_pieces(parts: list[Tensor], B: int, M: int, chunk: int, dim: int) -> Tensor:
+    """Reassemble per-piece results of :func:`_pieces` whose state axis is ``dim`` (the action
+    axis is ``dim + 1``): whole-state pieces join along the states, a state's runs of actions
+    join along the actions first."""
+    if len(parts) == 1:
+        return parts[0]
+    if M < chunk:
+        return torch.cat(parts, dim)
+    per = len(parts) // B
+    return torch.cat([torch.cat(parts[b * per:(b + 1) * per], dim + 1) for b in range(B)], dim)
+
 # Upper bound on (s, a) pairs per call of the estimator while scoring, to keep memory small.
 SCORE_CHUNK_PAIRS = 1 << 14
 # (s, a) pairs per piece when a Q-ensemble that exposes its layer-1 state block
@@ -176,10 +188,7 @@ class PolicyObjective:
         hs = self.q.state_features(states)
         parts = [self.q.forward_features(hs[:, s0:s1], actions[s0:s1, m0:m1])
                  for s0, s1, m0, m1 in _pieces(B, M, self.q_chunk_pairs)]
-        if M < self.q_chunk_pairs:
-            return torch.cat(parts, dim=1)
-        per_state = len(parts) // B
-        return torch.cat([torch.cat(parts[b * per_state:(b + 1) * per_state], dim=2) for b in range(B)], dim=1)
+        return _join_pieces(parts, B, M, self.q_chunk_pairs, dim=1)
 
     def soft_values(self, lam: Tensor, eps: Tensor) -> Tensor:
         """Per-sample integrand ``Q̂(s, a) − α (log π_λ(a) + |A| log 2)``: ``[B, P, n]``.
@@ -239,13 +248,8 @@ class PolicyObjective:
             v, grad_q = pessimistic_value_and_grad(q, self.beta)
             q_hat.append(v)
             grad_a.append(vjp(grad_q))
-        if len(q_hat) == 1:
-            return q_hat[0], grad_a[0]
-        if M < self.q_chunk_pairs:
-            return torch.cat(q_hat, 0), torch.cat(grad_a, 0)
-        per = len(q_hat) // B
-        return (torch.cat([torch.cat(q_hat[b * per:(b + 1) * per], 1) for b in range(B)], 0),
-                torch.cat([torch.cat(grad_a[b * per:(b + 1) * per], 1) for b in range(B)], 0))
+        return (_join_pieces(q_hat, B, M, self.q_chunk_pairs, dim=0),
+                _join_pieces(grad_a, B, M, self.q_chunk_pairs, dim=0))
 
     # ------------------------------------------------------------------ scoring
     @torch.no_grad()
