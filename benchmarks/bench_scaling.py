@@ -7,9 +7,10 @@
     (``score_samples`` = 256 draws per state); in (s, a) pairs/s and as a fraction of the
     Q-network FLOP floor ``rate / (E · flops_per_pair)`` (``value_and_grad``: half of it),
     with the machine's fp32 matrix-product rate measured in the same run, interleaved with the
-    objective timings (best round against best round): the faster of torch's two CPU kernels
-    for a 2048² product, ``torch.mm`` (MKL) and oneDNN's linear (on AVX-512 AMD CPUs oneDNN's
-    is ~2.3x MKL's, so a floor from ``mm`` alone would flatter every figure). Variants: the
+    objective timings (best round against best round): the fastest of torch's CPU kernels
+    for a 2048² product, ``torch.mm`` (MKL), oneDNN's linear, and oneDNN's linear with the
+    weight packed once as the frozen Q-ensembles keep theirs (on AVX-512 AMD CPUs oneDNN's is
+    ~2.3x MKL's, so a floor from ``mm`` alone would flatter every figure). Variants: the
     default (Q on oneDNN, in cache-sized pieces, ``Q_CHUNK_PAIRS``), the same on torch's
     batched products (``plain products``, what runs where oneDNN is unusable), one piece,
     other piece sizes, and ``torch.compile`` of the Q forward (opt-in measurement only).
@@ -119,7 +120,8 @@ def objective_part(quick: bool, chunks: list[int], compile_: bool, clock: str) -
     a, b = torch.randn(n, n), torch.randn(n, n)
     b_t, zero = b.t().contiguous(), torch.zeros(n)
     rows = []
-    rates = {"mkl": 0.0, "onednn": 0.0}
+    b_packed = torch.ops.mkldnn._reorder_linear_weight(b_t, None) if onednn._packing() else b_t
+    rates = {"mkl": 0.0, "onednn": 0.0, "onednn packed": 0.0}
     for entry in suite.objectives:
         base = build_objective(entry, suite, settings).objective
         E, fpp = base.q.ensemble_size, base.q.flops_per_pair()
@@ -150,6 +152,7 @@ def objective_part(quick: bool, chunks: list[int], compile_: bool, clock: str) -
             same = {name: all(torch.equal(x, y) for x, y in zip(_tensors(r), _tensors(first))) for name, r in ref.items()}
             fns["matmul mkl"] = lambda: torch.mm(a, b)
             fns["matmul onednn"] = lambda: torch.ops.mkldnn._linear_pointwise(a, b_t, zero, "none", [], "")
+            fns["matmul onednn packed"] = lambda: torch.ops.mkldnn._linear_pointwise(a, b_packed, zero, "none", [], "")
             t = interleaved(fns, rounds=3 if quick else 9, min_time=0.1 if quick else 0.2, clock=clock)
             for kernel in rates:
                 rates[kernel] = max(rates[kernel], 2 * n**3 / t.pop(f"matmul {kernel}")["best"] / 1e9)

@@ -12,8 +12,10 @@ oneDNN; ``benchmarks/bench_scaling.py`` measures the FLOP floor with the faster 
 
 Users: the SAC update (:func:`ensemble_mlp`, :func:`linear_stack`) and the frozen
 :class:`~optbench.objectives.q_functions.QEnsemble` of every policy objective
-(:func:`split_ensemble`). Each row of a oneDNN product (2 rows or more) is computed the same
-whatever the number of rows, so evaluating a batch in pieces gives the same bits.
+(:class:`FrozenSplitEnsemble`, which packs the frozen weights once; :func:`split_ensemble`
+where gradients reach its inputs through autograd). Each row of a oneDNN product (2 rows or
+more) is computed the same whatever the number of rows, so evaluating a batch in pieces gives
+the same bits.
 
 The functions here compute what the plain layers compute (``x @ W + b``, ReLU, and their
 gradients), only with oneDNN's kernels, which sum the products in another order (float32
@@ -28,13 +30,14 @@ and giving float32 results, probed once); callers keep their plain path for ever
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
 
 ENABLED = True  # False: :func:`usable` is always False (tests of the plain path)
 _probed: bool | None = None
+_packing_probed: bool | None = None
 
 
 def _linear(x: Tensor, w: Tensor, b: Tensor | None, relu: bool = False) -> Tensor:
@@ -66,6 +69,26 @@ def usable(x: Tensor) -> bool:
     if _probed is None:
         _probed = _probe()
     return _probed
+
+
+def _packing() -> bool:
+    """Whether weights packed by :func:`_pack` give the bits of the plain operands (probed once on
+    a strided and a contiguous weight, at a few row counts); :class:`FrozenSplitEnsemble` packs
+    only then."""
+    global _packing_probed
+    if _packing_probed is None:
+        try:
+            g = torch.Generator().manual_seed(0)
+            w = torch.randn(48, 40, generator=g)
+            ok = True
+            for rows in (2, 65, 300):
+                x = torch.randn(rows, 48, generator=g)
+                ok &= torch.equal(_linear(x, w.t(), None, relu=True), _linear(x, _pack(w.t()), None, relu=True))
+                ok &= torch.equal(_linear(x[:, :40], w, None), _linear(x[:, :40], _pack(w), None))
+            _packing_probed = bool(ok)
+        except Exception:  # a torch without the packing op
+            _packing_probed = False
+    return _packing_probed
 
 
 # ------------------------------------------------------------------------------- passes
@@ -171,21 +194,53 @@ def ensemble_mlp(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor],
 # and its action block, applied here to ``actions [B, M, A]``. The weights are frozen:
 # gradients reach ``hs`` and ``actions`` only (the policy objective's ``∇_λ J``).
 
-def _split_members(weights, biases, state_dim: int):
-    """Per member: layer 1's action block ``[A, H]`` and the layers after it (as :func:`_members`)."""
+class _SplitMember(NamedTuple):
+    """One member's weights as the passes below use them (``_linear``'s ``[out, in]`` operands,
+    plain views or packed once by :class:`FrozenSplitEnsemble`)."""
+    wa: Tensor  # for ``actions @ W_a`` (``W_a [A, H]``, layer 1's action block): ``W_a.T``
+    wa_back: Tensor  # for ``g @ W_a.T``: ``W_a``
+    layers: list  # the layers after layer 1, as :func:`_members` gives them
+    w_out: Tensor  # the last layer's weight vector ``[H]``, dense
+
+
+def _split_members(weights, biases, state_dim: int,
+                   pack: Callable[[Tensor], Tensor] = lambda w: w) -> list[_SplitMember]:
+    """Per member: layer 1's action block and the layers after it; ``pack`` maps each matrix
+    operand (not the last layer's weight vector, which the backward pass reads as a tensor)."""
     wa = weights[0][:, state_dim:].unbind(0)
-    return [(wa[e], layers) for e, layers in enumerate(_members(weights[1:], biases[1:]))]
+    return [_SplitMember(pack(wa[e].t()), pack(wa[e]), [(pack(w), pack(w_t), b) for w, w_t, b in layers],
+                         layers[-1][0][0])
+            for e, layers in enumerate(_members(weights[1:], biases[1:]))]
+
+
+def _member_forward(h: Tensor, x: Tensor, m: _SplitMember, B: int, M: int) -> list[Tensor]:
+    """One member on ``x = actions [B·M, A]`` with its layer-1 state block ``h [B, H]``:
+    ``[h_1, ..., h_{L-1}, values [B·M, 1]]``."""
+    h1 = _linear(x, m.wa, None).view(B, M, -1).add_(h.unsqueeze(1)).relu_().view(B * M, -1)
+    return _forward(h1, m.layers, [True] * (len(m.layers) - 1) + [False])
+
+
+def _hidden_grad(m: _SplitMember, acts: list[Tensor]) -> Tensor:
+    """``d value / d(layer 1's pre-activation)`` ``[B·M, H]`` of one member, from its
+    activations ``[h_1, ..., h_{L-1}]``.
+
+    Each row has one output unit, so the pass runs from the last layer's weight vector (the
+    rows of ``dq/dh`` before scaling by ``dL/dvalue``): callers row-scale the ``[B·M, A]`` (or
+    ``[B, H]``) result at the end, one pass over the hidden activations fewer than the generic
+    :func:`_backward`, with as many matrix products."""
+    g = m.w_out
+    for k in range(len(m.layers) - 2, -1, -1):  # the hidden layers after layer 1
+        g = _linear(torch.ops.aten.threshold_backward(g, acts[k + 1], 0), m.layers[k][1], None)  # g @ w
+    return torch.ops.aten.threshold_backward(g, acts[0], 0)  # through h_1's ReLU
 
 
 def _split_forward(hs: Tensor, actions: Tensor, members, keep: bool) -> tuple[Tensor, list[list[Tensor]]]:
     """``[E, B, M]`` values, and (``keep``) each member's ReLU outputs ``[h_1, ..., h_{L-1}]``."""
     B, M, A = actions.shape
     x = actions.reshape(B * M, A)
-    relus = [True] * (len(members[0][1]) - 1) + [False]
     outs, saved = [], []
-    for (wa, layers), h in zip(members, hs):
-        h1 = _linear(x, wa.t(), None).view(B, M, -1).add_(h.unsqueeze(1)).relu_().view(B * M, -1)
-        acts = _forward(h1, layers, relus)
+    for m, h in zip(members, hs):
+        acts = _member_forward(h, x, m, B, M)
         outs.append(acts[-1].view(B, M))
         if keep:
             saved.append(acts[:-1])
@@ -193,23 +248,15 @@ def _split_forward(hs: Tensor, actions: Tensor, members, keep: bool) -> tuple[Te
 
 
 def _split_backward(grad: Tensor, members, saved, need_hs: bool) -> tuple[Tensor | None, Tensor]:
-    """``(dL/dhs or None, dL/dactions [B, M, A])`` from ``grad = dL/dvalues [E, B, M]``.
-
-    Each row has one output unit, so the pass runs from the last layer's weight vector (the
-    rows of ``dq/dh`` before row scaling) and multiplies by ``grad`` at the end, on ``[B·M, A]``
-    instead of ``[B·M, H]``: one pass over the hidden activations fewer than the generic
-    :func:`_backward`, with as many matrix products."""
+    """``(dL/dhs or None, dL/dactions [B, M, A])`` from ``grad = dL/dvalues [E, B, M]``."""
     _, B, M = grad.shape
     g_hs, g_a = [], None
-    for (wa, layers), acts, g_out in zip(members, saved, grad):
-        g = layers[-1][0][0]  # the last layer's weights [H]
-        for k in range(len(layers) - 2, -1, -1):  # the hidden layers after layer 1
-            g = _linear(torch.ops.aten.threshold_backward(g, acts[k + 1], 0), layers[k][1], None)  # g @ w
-        g = torch.ops.aten.threshold_backward(g, acts[0], 0)  # through h_1's ReLU
+    for m, acts, g_out in zip(members, saved, grad):
+        g = _hidden_grad(m, acts)
         g_out = g_out.reshape(B * M, 1)
         if need_hs:
             g_hs.append((g * g_out).view(B, M, -1).sum(1))
-        ga = _linear(g, wa, None).mul_(g_out)  # (g @ wa.T) row-scaled
+        ga = _linear(g, m.wa_back, None).mul_(g_out)  # (g @ wa.T) row-scaled
         g_a = ga if g_a is None else g_a.add_(ga)
     return (torch.stack(g_hs) if need_hs else None), g_a.view(B, M, -1)
 
@@ -233,29 +280,60 @@ class _SplitEnsemble(torch.autograd.Function):
         return (g_hs, g_a, None, None, *[None] * len(params))
 
 
-def _frozen(weights: Sequence[Tensor], biases: Sequence[Tensor], state_dim: int):
-    return _split_members([W.detach() for W in weights], [b.detach() for b in biases], state_dim)
-
-
 def split_ensemble(hs: Tensor, actions: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor],
                    state_dim: int) -> Tensor:
-    """``[E, B, M]`` values of the split ensemble (see above); differentiable w.r.t. ``hs`` and
-    ``actions`` (one autograd node)."""
-    if torch.is_grad_enabled() and (hs.requires_grad or actions.requires_grad):
-        params = (*[W.detach() for W in weights], *[b.detach() for b in biases])
-        return _SplitEnsemble.apply(hs, actions, state_dim, len(weights), *params)
-    return _split_forward(hs, actions, _frozen(weights, biases, state_dim), keep=False)[0]
+    """``[E, B, M]`` values of the split ensemble (see above), differentiable w.r.t. ``hs`` and
+    ``actions`` (one autograd node). Without gradients, :class:`FrozenSplitEnsemble` is faster."""
+    params = (*[W.detach() for W in weights], *[b.detach() for b in biases])
+    return _SplitEnsemble.apply(hs, actions, state_dim, len(weights), *params)
 
 
-def split_ensemble_vjp(hs: Tensor, actions: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor],
-                       state_dim: int) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
-    """``(values [E, B, M], vjp)`` with ``vjp(dL/dvalues) = dL/dactions``, without autograd: the
-    forward pass keeps its activations for exactly one backward pass to the actions (the same
-    operations, and bits, as :func:`split_ensemble`'s autograd node)."""
-    members = _frozen(weights, biases, state_dim)
-    with torch.no_grad():
-        out, saved = _split_forward(hs, actions, members, keep=True)
-    return out, lambda grad: _split_backward(grad, members, saved, need_hs=False)[1]
+def _pack(w: Tensor) -> Tensor:
+    """``w [out, in]`` (any strides) reordered once into oneDNN's blocked layout for
+    :func:`_linear`: saves the reorder oneDNN otherwise does on every call (~6 µs per 256×256
+    weight), the same products and bits (checked by :func:`_probe`)."""
+    return torch.ops.mkldnn._reorder_linear_weight(w, None)
+
+
+class FrozenSplitEnsemble:
+    """A frozen split ensemble prepared once: each member's weight views built, and its matrix
+    operands packed, so that a call runs only the products (a policy objective calls its
+    Q-ensemble thousands of times with the same weights). Build it again if the weights change.
+    """
+
+    def __init__(self, weights: Sequence[Tensor], biases: Sequence[Tensor], state_dim: int):
+        self.members = _split_members([W.detach() for W in weights], [b.detach() for b in biases], state_dim,
+                                      pack=_pack if _packing() else lambda w: w)
+
+    def __call__(self, hs: Tensor, actions: Tensor) -> Tensor:
+        """``[E, B, M]`` values, the same bits as :func:`split_ensemble`."""
+        with torch.no_grad():
+            return _split_forward(hs, actions, self.members, keep=False)[0]
+
+    def vjp(self, hs: Tensor, actions: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+        """``(values [E, B, M], vjp)`` with ``vjp(dL/dvalues) = dL/dactions``, callable once, without
+        autograd: the same operations, and bits, as :func:`split_ensemble`'s autograd node.
+
+        Each member's backward pass runs right after its forward pass, while its activations
+        are still in cache, and keeps only its ``d value / d actions`` rows ``[B·M, A]``: the
+        backward pass needs ``dL/dvalues`` only for the final row scaling (:func:`_hidden_grad`)."""
+        B, M, A = actions.shape
+        x = actions.reshape(B * M, A)
+        outs, rows = [], []
+        with torch.no_grad():
+            for m, h in zip(self.members, hs):
+                acts = _member_forward(h, x, m, B, M)
+                outs.append(acts[-1].view(B, M))
+                rows.append(_linear(_hidden_grad(m, acts[:-1]), m.wa_back, None))
+
+        def vjp(grad: Tensor) -> Tensor:
+            g_a = None
+            for r, g_out in zip(rows, grad):
+                ga = r.mul_(g_out.reshape(B * M, 1))
+                g_a = ga if g_a is None else g_a.add_(ga)
+            return g_a.view(B, M, A)
+
+        return torch.stack(outs), vjp
 
 
 # ------------------------------------------------------------------------------- nn.Linear stack
@@ -289,4 +367,4 @@ def linear_stack(x: Tensor, linears: Sequence[nn.Linear], relus: Sequence[bool])
     return _forward(x, _stack_layers(params), relus)[-1]
 
 
-__all__ = ["usable", "ensemble_mlp", "split_ensemble", "split_ensemble_vjp", "linear_stack"]
+__all__ = ["usable", "ensemble_mlp", "split_ensemble", "FrozenSplitEnsemble", "linear_stack"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import platform
 
@@ -65,6 +66,22 @@ def test_frozen_q_ensemble_on_onednn_equals_plain_products(dtype, monkeypatch):
     q.requires_grad_(True)  # a Q being trained keeps torch's products (and its parameter gradients)
     monkeypatch.setattr(onednn, "ENABLED", True)
     assert q(states, actions).requires_grad
+
+
+def test_frozen_q_ensemble_follows_weight_changes():
+    """A frozen QEnsemble keeps its weights prepared for oneDNN between calls; loading other
+    weights into it (in place) or assigning new tensors must give the new network's values."""
+    torch.manual_seed(0)
+    q, other = (QEnsemble(7, 3, hidden=(32, 48)).requires_grad_(False) for _ in range(2))
+    states, actions = torch.randn(9, 7), torch.rand(9, 5, 3) * 2 - 1
+    before = q(states, actions)
+    q.load_state_dict(other.state_dict())
+    assert torch.equal(q(states, actions), other(states, actions))
+    assert not torch.equal(q(states, actions), before)
+    with torch.no_grad():
+        q.weights[1].mul_(2.0)
+    assert not torch.equal(q(states, actions), other(states, actions))
+    assert torch.equal(copy.deepcopy(q)(states, actions), q(states, actions))  # the cache stays outside
 
 
 def test_monte_carlo_estimate_matches_exact_quadrature():

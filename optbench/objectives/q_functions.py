@@ -14,6 +14,7 @@ modules ``(s, a) -> value`` into the same protocol.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import torch
@@ -81,7 +82,9 @@ class QEnsemble(nn.Module):
         oneDNN (:func:`optbench.onednn.split_ensemble`), about 2x faster than the batched
         products below on AVX-512 CPUs; the values differ from theirs in the last bits."""
         if self._on_onednn(actions):
-            return onednn.split_ensemble(hs, actions, list(self.weights), list(self.biases), self.state_dim)
+            if torch.is_grad_enabled() and (hs.requires_grad or actions.requires_grad):
+                return onednn.split_ensemble(hs, actions, list(self.weights), list(self.biases), self.state_dim)
+            return self._frozen_split()(hs, actions)
         E = self.ensemble_size
         B, M, _ = actions.shape
         wa = self.weights[0][:, self.state_dim :]
@@ -100,13 +103,23 @@ class QEnsemble(nn.Module):
     def forward_features_vjp(self, hs: Tensor, actions: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
         """``(values [E, B, M], vjp)`` of :meth:`forward_features` (no gradient to ``hs``), with
         ``vjp(dL/dvalues) = dL/dactions`` callable once: the policy objective's gradient. Frozen on
-        oneDNN it runs without autograd (:func:`optbench.onednn.split_ensemble_vjp`)."""
+        oneDNN it runs without autograd (:meth:`optbench.onednn.FrozenSplitEnsemble.vjp`)."""
         if self._on_onednn(actions):
-            return onednn.split_ensemble_vjp(hs, actions, list(self.weights), list(self.biases), self.state_dim)
+            return self._frozen_split().vjp(hs, actions)
         a = actions.detach().requires_grad_(True)
         with torch.enable_grad():
             out = self.forward_features(hs.detach(), a)
         return out.detach(), lambda grad: torch.autograd.grad(out, a, grad)[0]
+
+    def _frozen_split(self) -> onednn.FrozenSplitEnsemble:
+        """The frozen weights prepared for oneDNN, built again when a parameter changed (its
+        storage or its version counter, which every in-place update bumps). Kept outside the
+        module (weakly keyed), so that copying or pickling the module is unaffected."""
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        cached = _FROZEN_SPLITS.get(self)
+        if cached is None or cached[0] != key:
+            cached = _FROZEN_SPLITS[self] = (key, onednn.FrozenSplitEnsemble(self.weights, self.biases, self.state_dim))
+        return cached[1]
 
     def _on_onednn(self, x: Tensor) -> bool:
         """Frozen weights (a policy objective's Q) and oneDNN usable for ``x``."""
@@ -115,6 +128,9 @@ class QEnsemble(nn.Module):
     def pairs(self, states: Tensor, actions: Tensor) -> Tensor:
         """Per-pair evaluation ``states [N, S]``, ``actions [N, A]`` -> ``[E, N]`` (SAC updates)."""
         return self.forward(states, actions.unsqueeze(1)).squeeze(-1)
+
+
+_FROZEN_SPLITS: "weakref.WeakKeyDictionary[QEnsemble, tuple]" = weakref.WeakKeyDictionary()
 
 
 class ModuleEnsemble(nn.Module):
