@@ -304,6 +304,20 @@ class FrozenSplitEnsemble:
     def __init__(self, weights: Sequence[Tensor], biases: Sequence[Tensor], state_dim: int):
         self.members = _split_members([W.detach() for W in weights], [b.detach() for b in biases], state_dim,
                                       pack=_pack if _packing() else lambda w: w)
+        self._state_block = (biases[0].detach(), weights[0][:, :state_dim].detach())
+        self._last_states: tuple[Tensor, int, Tensor] | None = None
+
+    def state_features(self, states: Tensor) -> Tensor:
+        """Layer 1's state block with its bias, ``states [B, S] -> hs [E, B, H]`` (as
+        ``QEnsemble.state_features``). The last result is kept for the same ``states`` tensor,
+        unmodified (an objective passes its fixed states on every call); callers must not
+        modify it in place."""
+        last = self._last_states
+        if last is None or last[0] is not states or last[1] != states._version:
+            b, w = self._state_block
+            hs = torch.baddbmm(b, states.unsqueeze(0).expand(w.shape[0], *states.shape), w)
+            self._last_states = last = (states, states._version, hs)
+        return last[2]
 
     def __call__(self, hs: Tensor, actions: Tensor) -> Tensor:
         """``[E, B, M]`` values, the same bits as :func:`split_ensemble`."""

@@ -69,8 +69,9 @@ def test_frozen_q_ensemble_on_onednn_equals_plain_products(dtype, monkeypatch):
 
 
 def test_frozen_q_ensemble_follows_weight_changes():
-    """A frozen QEnsemble keeps its weights prepared for oneDNN between calls; loading other
-    weights into it (in place) or assigning new tensors must give the new network's values."""
+    """A frozen QEnsemble keeps its weights prepared for oneDNN between calls, and the state
+    features of the last states tensor; changing the weights or the states in place must give
+    the new values."""
     torch.manual_seed(0)
     q, other = (QEnsemble(7, 3, hidden=(32, 48)).requires_grad_(False) for _ in range(2))
     states, actions = torch.randn(9, 7), torch.rand(9, 5, 3) * 2 - 1
@@ -82,6 +83,9 @@ def test_frozen_q_ensemble_follows_weight_changes():
         q.weights[1].mul_(2.0)
     assert not torch.equal(q(states, actions), other(states, actions))
     assert torch.equal(copy.deepcopy(q)(states, actions), q(states, actions))  # the cache stays outside
+    moved = q(states + 1.0, actions)
+    states.add_(1.0)  # the same states tensor, changed in place: its state features are computed again
+    assert torch.equal(q(states, actions), moved)
 
 
 def test_monte_carlo_estimate_matches_exact_quadrature():

@@ -69,6 +69,8 @@ class QEnsemble(nn.Module):
 
     def state_features(self, states: Tensor) -> Tensor:
         """The state block of layer 1 (with its bias): ``states [B, S] -> [E, B, H]``."""
+        if self._on_onednn(states) and not (torch.is_grad_enabled() and states.requires_grad):
+            return self._frozen_split().state_features(states)  # the same product, kept per states tensor
         B = states.shape[0]
         return torch.baddbmm(self.biases[0], states.unsqueeze(0).expand(self.ensemble_size, B, -1),
                              self.weights[0][:, : self.state_dim])
