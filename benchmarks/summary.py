@@ -68,24 +68,26 @@ def scaling_machine(part: str) -> Callable[[dict], dict]:
     return lambda doc: doc.get(f"machine_{part}", doc.get("machine", {}))
 
 
+# the modules under every timed call: oneDNN products and the allocator setting
+KERNELS = ("optbench/onednn.py", "optbench/allocator.py")
 SOURCES = {
     "objective": Source("scaling (a)", "scaling.json", "objective", scaling_machine("objective"),
-                        ("optbench/objectives", "suites/mujoco-states"), f"{SCALING} objective"),
+                        ("optbench/objectives", *KERNELS, "suites/mujoco-states"), f"{SCALING} objective"),
     "optimizers": Source("scaling (c)", "scaling.json", "optimizers", scaling_machine("optimizers"),
-                         ("optbench/objectives", "optbench/optimizers", "optbench/agents/networks.py",
+                         ("optbench/objectives", *KERNELS, "optbench/optimizers", "optbench/agents/networks.py",
                           "optbench/agents/package.py", "suites/mujoco-states"), f"{SCALING} optimizers"),
     "scaling": Source("scaling (b)", "scaling.json", "scaling", scaling_machine("scaling"),
                       ("optbench", "suites/mujoco-states"), f"{SCALING} scaling"),
     "sac_speed": Source("sac_vs_sb3 (speed)", "sac_vs_sb3.json", "update_cost",
                         lambda doc: {**doc.get("machine_speed", {}),
                                      "loadavg_end": doc.get("machine_speed_end", {}).get("loadavg")},
-                        ("optbench/agents", "optbench/objectives"),
+                        ("optbench/agents", "optbench/objectives", *KERNELS),
                         "python benchmarks/bench_sac_vs_sb3.py --speed --threads 1"),
     "sac_returns": Source("sac_vs_sb3 (returns)", "sac_vs_sb3.json", returns_part,
-                          lambda doc: doc.get("machine_returns", {}), ("optbench/agents", "optbench/objectives"),
+                          lambda doc: doc.get("machine_returns", {}), ("optbench/agents", "optbench/objectives", *KERNELS),
                           "see the --returns commands in bench_sac_vs_sb3.py's docstring"),
     "cma": Source("core (b)", "core.json", "cma", lambda doc: doc.get("machine", {}),
-                  ("optbench/objectives", "optbench/optimizers/cmaes.py", "optbench/optimizers/library.py"),
+                  ("optbench/objectives", *KERNELS, "optbench/optimizers/cmaes.py", "optbench/optimizers/library.py"),
                   "python benchmarks/bench_core.py --threads 1"),
 }
 

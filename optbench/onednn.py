@@ -291,14 +291,15 @@ def split_ensemble(hs: Tensor, actions: Tensor, weights: Sequence[Tensor], biase
 def _pack(w: Tensor) -> Tensor:
     """``w [out, in]`` (any strides) reordered once into oneDNN's blocked layout for
     :func:`_linear`: saves the reorder oneDNN otherwise does on every call (~6 µs per 256×256
-    weight), the same products and bits (checked by :func:`_probe`)."""
+    weight), the same products and bits (checked by :func:`_packing`)."""
     return torch.ops.mkldnn._reorder_linear_weight(w, None)
 
 
 class FrozenSplitEnsemble:
     """A frozen split ensemble prepared once: each member's weight views built, and its matrix
     operands packed, so that a call runs only the products (a policy objective calls its
-    Q-ensemble thousands of times with the same weights). Build it again if the weights change.
+    Q-ensemble thousands of times with the same weights and states; the state features of the
+    last states tensor are kept too). Build it again if the weights change.
     """
 
     def __init__(self, weights: Sequence[Tensor], biases: Sequence[Tensor], state_dim: int):
