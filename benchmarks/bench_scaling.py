@@ -5,8 +5,9 @@
     optimizers actually make: Adam's ``value_and_grad`` (P = 1, n = 10), CEM's
     ``soft_values`` (n = 100), CMA-ES's ``estimate`` (P = popsize, n = 10) and scoring
     (``score_samples`` = 256 draws per state); in (s, a) pairs/s and as a fraction of the
-    Q-network FLOP floor ``rate / (E · flops_per_pair)`` (``value_and_grad``: half of it),
-    with the machine's fp32 matrix-product rate measured in the same run, interleaved with the
+    Q-network FLOP floor ``rate / (E · flops_per_pair)`` (``value_and_grad``: half of it, a
+    backward pass through every member), with the machine's fp32 matrix-product rate measured in
+    the same run, interleaved with the
     objective timings (best round against best round): the fastest of torch's CPU kernels
     for a 2048² product, ``torch.mm`` (MKL), oneDNN's linear, and oneDNN's linear with the
     weight packed once as the frozen Q-ensembles keep theirs (on AVX-512 AMD CPUs oneDNN's is
@@ -14,6 +15,10 @@
     default (Q on oneDNN, in cache-sized pieces, ``Q_CHUNK_PAIRS``), the same on torch's
     batched products (``plain products``, what runs where oneDNN is unusable), one piece,
     other piece sizes, and ``torch.compile`` of the Q forward (opt-in measurement only).
+    ``value_and_grad`` runs its backward pass only through the members' rows with a nonzero
+    ``dQ̂/dq`` (for the minimum of two members: one member per pair); its rows also give that
+    share and the fraction of the floor of the FLOPs it executes, ``rate / (E · flops_per_pair
+    · (1 + share))``.
 (b) **Wall clock of whole runs** (``optbench run`` in a fresh process, plots off): the full
     default ``mujoco-states`` run (100 states, the suite's budgets), on 1 and 2 cores
     (in-process with 1 or 2 torch threads; 2 worker processes of 1 thread); with 10 states;
@@ -63,6 +68,8 @@ import torch
 
 from optbench import onednn
 from optbench.objectives import policy_objective as po
+from optbench.objectives.distributions import sample_tanh_gaussian, split_params
+from optbench.objectives.q_functions import pessimistic_value_and_grad
 from optbench.optimizers.base import PolicyOptimizer, format_spec, make_optimizer, parse_spec
 from optbench.runner.grid import RunPlan, plan_run
 from optbench.suites.sources import BuiltObjective, build_objective, resolve_context
@@ -96,6 +103,17 @@ def call_fn(obj: po.PolicyObjective, kind: str, lam: torch.Tensor, eps: torch.Te
             return obj.soft_values(lam, eps) if kind == "soft_values" else obj.estimate(lam, eps)
 
     return fn
+
+
+def backward_share(obj: po.PolicyObjective, lam: torch.Tensor, eps: torch.Tensor) -> float:
+    """Share of the members' (s, a) rows that ``value_and_grad``'s backward pass on oneDNN runs
+    through: those whose ``dQ̂/dq`` is nonzero (``onednn.FrozenSplitEnsemble.vjp``)."""
+    with torch.no_grad():
+        mu, log_std = split_params(lam.unsqueeze(2))
+        actions, _ = sample_tanh_gaussian(mu, log_std, eps)
+        B, P, n, A = actions.shape
+        _, grad = pessimistic_value_and_grad(obj.q(obj.states, actions.reshape(B, P * n, A)), obj.beta)
+    return float((grad != 0).float().mean())
 
 
 def compiled_q(q: torch.nn.Module):
@@ -157,11 +175,14 @@ def objective_part(quick: bool, chunks: list[int], compile_: bool, clock: str) -
             for kernel in rates:
                 rates[kernel] = max(rates[kernel], 2 * n**3 / t.pop(f"matmul {kernel}")["best"] / 1e9)
             pairs = B * P * n_s
+            share = backward_share(base, lam, eps) if kind == "value_and_grad" else 0.0
             for name, tt in t.items():
                 rows.append({"objective": entry.name, "optimizer": opt, "call": kind, "B": B, "P": P, "n": n_s,
                              "pairs": pairs, "variant": name, "seconds_per_call": tt["best"],
                              "seconds_per_call_median": tt["median"], "pairs_per_s": pairs / tt["best"],
                              "grad": kind == "value_and_grad", "flops_per_pair": fpp, "ensemble_size": E,
+                             # torch's products (autograd) run the backward pass through every row
+                             "backward_share": (1.0 if name == PLAIN else share) if kind == "value_and_grad" else 0.0,
                              "bit_identical_to_default": same[name]})
             print(f"  {entry.name} {opt}: " + ", ".join(f"{k} {pairs / v['best'] / 1e3:.0f}k/s" for k, v in t.items()),
                   file=sys.stderr, flush=True)
@@ -170,6 +191,8 @@ def objective_part(quick: bool, chunks: list[int], compile_: bool, clock: str) -
         floor = rate_best * 1e9 / (r["ensemble_size"] * r["flops_per_pair"]) / (2 if r["grad"] else 1)
         r["floor_pairs_per_s"] = floor
         r["fraction_of_floor"] = r["pairs_per_s"] / floor
+        executed = rate_best * 1e9 / (r["ensemble_size"] * r["flops_per_pair"] * (1 + r["backward_share"]))
+        r["fraction_of_executed_floor"] = r["pairs_per_s"] / executed
     return {"matmul_gflops": rate_best, "matmul_gflops_by_kernel": rates, "matmul_n": n, "clock": clock, "rows": rows}
 
 
@@ -388,14 +411,17 @@ def print_table(result: dict) -> None:
         by_kernel = ", ".join(f"{k} {v:.0f}" for k, v in part.get("matmul_gflops_by_kernel", {}).items())
         t = Table(title=f"(a) objective at the suite's call shapes · fp32 matmul {part['matmul_gflops']:.0f} GFLOP/s "
                   f"({by_kernel}; best round, same run, {part['clock']} clock) · floor = rate / (E·FLOPs per pair), "
-                  "value_and_grad: half",
+                  "value_and_grad: half · backward rows: share of the members' rows its backward pass runs "
+                  "through · of executed: floor of the FLOPs run",
                   title_justify="left")
-        for col in ("objective", "optimizer: call", "B·P·n", "variant", "pairs/s", "of floor", "× plain", "same bits"):
+        for col in ("objective", "optimizer: call", "B·P·n", "variant", "pairs/s", "of floor", "backward rows",
+                    "of executed", "× plain", "same bits"):
             t.add_column(col, justify="left" if col in ("objective", "optimizer: call", "variant") else "right")
         plain = {(r["objective"], r["optimizer"]): r["pairs_per_s"] for r in part["rows"] if r["variant"] == PLAIN}
         for r in part["rows"]:
             t.add_row(r["objective"], f"{r['optimizer']}: {r['call']}", f"{r['pairs']:,}", r["variant"],
                       f"{r['pairs_per_s'] / 1e3:,.0f}k", f"{r['fraction_of_floor']:.0%}",
+                      f"{r['backward_share']:.0%}" if r["grad"] else "", f"{r['fraction_of_executed_floor']:.0%}",
                       f"{r['pairs_per_s'] / plain[(r['objective'], r['optimizer'])]:.2f}",
                       "yes" if r["bit_identical_to_default"] else "NO")
         console.print(t)

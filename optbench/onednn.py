@@ -298,27 +298,16 @@ def _pack(w: Tensor) -> Tensor:
 class FrozenSplitEnsemble:
     """A frozen split ensemble prepared once: each member's weight views built, and its matrix
     operands packed, so that a call runs only the products (a policy objective calls its
-    Q-ensemble thousands of times with the same weights and states; the state features of the
-    last states tensor are kept too). Build it again if the weights change.
+    Q-ensemble thousands of times with the same weights and states). Build it again if the
+    weights change.
     """
 
     def __init__(self, weights: Sequence[Tensor], biases: Sequence[Tensor], state_dim: int):
         self.members = _split_members([W.detach() for W in weights], [b.detach() for b in biases], state_dim,
                                       pack=_pack if _packing() else lambda w: w)
-        self._state_block = (biases[0].detach(), weights[0][:, :state_dim].detach())
-        self._last_states: tuple[Tensor, int, Tensor] | None = None
-
-    def state_features(self, states: Tensor) -> Tensor:
-        """Layer 1's state block with its bias, ``states [B, S] -> hs [E, B, H]`` (as
-        ``QEnsemble.state_features``). The last result is kept for the same ``states`` tensor,
-        unmodified (an objective passes its fixed states on every call); callers must not
-        modify it in place."""
-        last = self._last_states
-        if last is None or last[0] is not states or last[1] != states._version:
-            b, w = self._state_block
-            hs = torch.baddbmm(b, states.unsqueeze(0).expand(w.shape[0], *states.shape), w)
-            self._last_states = last = (states, states._version, hs)
-        return last[2]
+        # ``(states, states._version, hs)``: ``QEnsemble.state_features``' last result, kept here
+        # because this object lives as long as the weights it was built from
+        self.kept_states: tuple = (None, None, None)
 
     def __call__(self, hs: Tensor, actions: Tensor) -> Tensor:
         """``[E, B, M]`` values, the same bits as :func:`split_ensemble`."""
@@ -329,26 +318,40 @@ class FrozenSplitEnsemble:
         """``(values [E, B, M], vjp)`` with ``vjp(dL/dvalues) = dL/dactions``, callable once, without
         autograd: the same operations, and bits, as :func:`split_ensemble`'s autograd node.
 
-        Each member's backward pass runs right after its forward pass, while its activations
-        are still in cache, and keeps only its ``d value / d actions`` rows ``[B·M, A]``: the
-        backward pass needs ``dL/dvalues`` only for the final row scaling (:func:`_hidden_grad`)."""
+        The backward pass runs in ``vjp``, member by member, through only the rows whose
+        ``dL/dvalue`` is nonzero for that member (gathered; the products give those rows the bits
+        of the whole batch). For the pessimistic ``Q̂`` of two members with β = 1, the minimum,
+        each row has one such member (two where they tie): the backward products shrink to
+        one member's. Each member's rows ``d value / d actions`` are row-scaled by ``dL/dvalue``
+        at the end (:func:`_hidden_grad`) and summed over the members."""
         B, M, A = actions.shape
-        x = actions.reshape(B * M, A)
-        outs, rows = [], []
+        N = B * M
+        x = actions.reshape(N, A)
+        kept: list = [None] * len(self.members)
         with torch.no_grad():
-            for m, h in zip(self.members, hs):
-                acts = _member_forward(h, x, m, B, M)
-                outs.append(acts[-1].view(B, M))
-                rows.append(_linear(_hidden_grad(m, acts[:-1]), m.wa_back, None))
+            for e in reversed(range(len(kept))):  # the last first: vjp starts with the activations in cache
+                kept[e] = _member_forward(hs[e], x, self.members[e], B, M)
 
         def vjp(grad: Tensor) -> Tensor:
             g_a = None
-            for r, g_out in zip(rows, grad):
-                ga = r.mul_(g_out.reshape(B * M, 1))
-                g_a = ga if g_a is None else g_a.add_(ga)
-            return g_a.view(B, M, A)
+            with torch.no_grad():
+                for m, acts, g_out in zip(self.members, kept, grad.reshape(len(kept), N, 1)):
+                    rows = g_out.view(N).nonzero().view(-1)
+                    if len(rows) == 0:
+                        continue
+                    if len(rows) == N or len(rows) < _MIN_ROWS:  # all rows (1-3 rows take other kernels)
+                        ga = _linear(_hidden_grad(m, acts[:-1]), m.wa_back, None).mul_(g_out)
+                        g_a = ga if g_a is None else g_a.add_(ga)
+                        continue
+                    sub = [t.index_select(0, rows) for t in acts[:-1]]
+                    ga = _linear(_hidden_grad(m, sub), m.wa_back, None).mul_(g_out.index_select(0, rows))
+                    g_a = (x.new_zeros(N, A) if g_a is None else g_a).index_add_(0, rows, ga)
+            return (x.new_zeros(N, A) if g_a is None else g_a).view(B, M, A)
 
-        return torch.stack(outs), vjp
+        return torch.stack([acts[-1].view(B, M) for acts in kept]), vjp
+
+
+_MIN_ROWS = 4  # fewer gathered rows than this: the member's backward pass runs on every row
 
 
 # ------------------------------------------------------------------------------- nn.Linear stack

@@ -12,6 +12,7 @@ from torch import nn
 
 from optbench import allocator, onednn
 from optbench.objectives import ModuleEnsemble, PolicyObjective, QEnsemble, pessimistic_value
+from optbench.objectives.q_functions import pessimistic_value_and_grad
 from optbench.objectives.analytic import AnalyticQ, exact_dimension_objective
 from optbench.objectives.distributions import sample_tanh_gaussian, tanh_gaussian_log_prob
 
@@ -86,6 +87,37 @@ def test_frozen_q_ensemble_follows_weight_changes():
     moved = q(states + 1.0, actions)
     states.add_(1.0)  # the same states tensor, changed in place: its state features are computed again
     assert torch.equal(q(states, actions), moved)
+
+
+@pytest.mark.parametrize("cotangent", ["pessimistic", "one member", "two rows", "dense", "zero"])
+def test_frozen_vjp_runs_rows_with_a_cotangent_and_keeps_the_bits(cotangent):
+    """The frozen ensemble's backward pass runs each member only through the rows whose
+    cotangent is nonzero for it (for the minimum of two members, one member per row); the
+    gradient must be the bits of the autograd path, which runs every row of every member."""
+    if not onednn.usable(torch.zeros(1)):
+        pytest.skip("no oneDNN linear kernel in this torch")
+    torch.manual_seed(0)
+    q = QEnsemble(7, 3, hidden=(32, 48)).requires_grad_(False)
+    states, actions = torch.randn(9, 7), torch.rand(9, 50, 3) * 2 - 1
+    hs = q.state_features(states)
+    values, vjp = q.forward_features_vjp(hs, actions)
+    grad = torch.randn_like(values)
+    if cotangent == "pessimistic":
+        grad = pessimistic_value_and_grad(values, 1.0)[1]
+        assert 0 < (grad[0] == 0).sum() < values[0].numel()  # both members have rows to skip
+    elif cotangent == "one member":
+        grad[0] = 0.0
+    elif cotangent == "two rows":  # too few rows to gather: that member runs every row
+        grad[0].view(-1)[2:] = 0.0
+        grad[1].view(-1)[::3] = 0.0
+    elif cotangent == "zero":
+        grad.zero_()
+    a = actions.clone().requires_grad_(True)
+    with torch.enable_grad():
+        out = q.forward_features(hs, a)
+        (expected,) = torch.autograd.grad(out, a, grad)
+    assert torch.equal(values, out.detach())
+    assert torch.equal(vjp(grad), expected)
 
 
 def test_monte_carlo_estimate_matches_exact_quadrature():

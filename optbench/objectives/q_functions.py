@@ -68,12 +68,20 @@ class QEnsemble(nn.Module):
         return self.forward_features(self.state_features(states), actions)
 
     def state_features(self, states: Tensor) -> Tensor:
-        """The state block of layer 1 (with its bias): ``states [B, S] -> [E, B, H]``."""
-        if self._on_onednn(states) and not (torch.is_grad_enabled() and states.requires_grad):
-            return self._frozen_split().state_features(states)  # the same product, kept per states tensor
+        """The state block of layer 1 (with its bias): ``states [B, S] -> [E, B, H]``.
+
+        Frozen on oneDNN, the last result is kept for the same ``states`` tensor, unmodified (a
+        policy objective passes its fixed states on every call); callers must not modify it in
+        place."""
+        frozen = None if torch.is_grad_enabled() and states.requires_grad else self._frozen_split(states)
+        if frozen is not None and frozen.kept_states[0] is states and frozen.kept_states[1] == states._version:
+            return frozen.kept_states[2]
         B = states.shape[0]
-        return torch.baddbmm(self.biases[0], states.unsqueeze(0).expand(self.ensemble_size, B, -1),
-                             self.weights[0][:, : self.state_dim])
+        hs = torch.baddbmm(self.biases[0], states.unsqueeze(0).expand(self.ensemble_size, B, -1),
+                           self.weights[0][:, : self.state_dim])
+        if frozen is not None:
+            frozen.kept_states = (states, states._version, hs)
+        return hs
 
     def forward_features(self, hs: Tensor, actions: Tensor) -> Tensor:
         """The rest of :meth:`forward`: ``hs [E, B, H]`` from :meth:`state_features`,
@@ -83,10 +91,11 @@ class QEnsemble(nn.Module):
         With frozen weights (a policy objective's Q) on the CPU in float32, the products run on
         oneDNN (:func:`optbench.onednn.split_ensemble`), about 2x faster than the batched
         products below on AVX-512 CPUs; the values differ from theirs in the last bits."""
-        if self._on_onednn(actions):
+        frozen = self._frozen_split(actions)
+        if frozen is not None:
             if torch.is_grad_enabled() and (hs.requires_grad or actions.requires_grad):
                 return onednn.split_ensemble(hs, actions, list(self.weights), list(self.biases), self.state_dim)
-            return self._frozen_split()(hs, actions)
+            return frozen(hs, actions)
         E = self.ensemble_size
         B, M, _ = actions.shape
         wa = self.weights[0][:, self.state_dim :]
@@ -106,26 +115,31 @@ class QEnsemble(nn.Module):
         """``(values [E, B, M], vjp)`` of :meth:`forward_features` (no gradient to ``hs``), with
         ``vjp(dL/dvalues) = dL/dactions`` callable once: the policy objective's gradient. Frozen on
         oneDNN it runs without autograd (:meth:`optbench.onednn.FrozenSplitEnsemble.vjp`)."""
-        if self._on_onednn(actions):
-            return self._frozen_split().vjp(hs, actions)
+        frozen = self._frozen_split(actions)
+        if frozen is not None:
+            return frozen.vjp(hs, actions)
         a = actions.detach().requires_grad_(True)
         with torch.enable_grad():
             out = self.forward_features(hs.detach(), a)
         return out.detach(), lambda grad: torch.autograd.grad(out, a, grad)[0]
 
-    def _frozen_split(self) -> onednn.FrozenSplitEnsemble:
-        """The frozen weights prepared for oneDNN, built again when a parameter changed (its
-        storage or its version counter, which every in-place update bumps). Kept outside the
+    def _frozen_split(self, x: Tensor) -> onednn.FrozenSplitEnsemble | None:
+        """The frozen weights prepared for oneDNN, or None unless they are frozen (a policy
+        objective's Q) and oneDNN is usable for ``x``. Built again when a parameter changed (its
+        storage or its version counter, which every in-place update bumps); kept outside the
         module (weakly keyed), so that copying or pickling the module is unaffected."""
-        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        if not onednn.usable(x):
+            return None
+        # the parameters in order, read from the lists' dicts: iterating a ParameterList (or
+        # self.parameters()) costs ~10 µs, a few per cent of a policy objective's gradient call
+        params = (*self.weights._parameters.values(), *self.biases._parameters.values())
+        if any(p.requires_grad for p in params):
+            return None
+        key = tuple((p.data_ptr(), p._version) for p in params)
         cached = _FROZEN_SPLITS.get(self)
         if cached is None or cached[0] != key:
             cached = _FROZEN_SPLITS[self] = (key, onednn.FrozenSplitEnsemble(self.weights, self.biases, self.state_dim))
         return cached[1]
-
-    def _on_onednn(self, x: Tensor) -> bool:
-        """Frozen weights (a policy objective's Q) and oneDNN usable for ``x``."""
-        return onednn.usable(x) and not any(p.requires_grad for p in self.parameters())
 
     def pairs(self, states: Tensor, actions: Tensor) -> Tensor:
         """Per-pair evaluation ``states [N, S]``, ``actions [N, A]`` -> ``[E, N]`` (SAC updates)."""
@@ -159,20 +173,29 @@ def pessimistic_value(q: Tensor, beta: float) -> Tensor:
     if q.shape[0] == 1:
         return q[0]
     if q.shape[0] == 2:
-        return 0.5 * (q[0] + q[1]) - (0.5 * beta) * (q[0] - q[1]).abs()
+        q0, q1 = q.unbind(0)
+        return _two_member_value(q0, q1, q0 - q1, beta)
     return q.mean(0) - beta * q.std(0, correction=0)
+
+
+def _two_member_value(q0: Tensor, q1: Tensor, gap: Tensor, beta: float) -> Tensor:
+    """``Q̂`` of two members given their difference ``gap = q₀ − q₁``."""
+    return 0.5 * (q0 + q1) - (0.5 * beta) * gap.abs()
 
 
 def pessimistic_value_and_grad(q: Tensor, beta: float) -> tuple[Tensor, Tensor]:
     """:func:`pessimistic_value` ``[B, M]`` and its gradient w.r.t. ``q`` ``[E, B, M]``, in closed
     form for one or two members (``dQ̂/dq₀,₁ = ½ ∓ ½β·sign(q₀ − q₁)``, as autograd gives it)."""
-    value = pessimistic_value(q, beta)
     if q.shape[0] == 1:
-        return value, torch.ones_like(q)
+        return q[0], torch.ones_like(q)
     if q.shape[0] == 2:
-        s = (q[0] - q[1]).sign_().mul_(0.5 * beta)
+        q0, q1 = q.unbind(0)
+        gap = q0 - q1
+        value = _two_member_value(q0, q1, gap, beta)
+        s = gap.sign_().mul_(0.5 * beta)
         return value, torch.stack([0.5 - s, 0.5 + s])
     with torch.enable_grad():
         q = q.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(pessimistic_value(q, beta).sum(), q)
-    return value, grad
+        value = pessimistic_value(q, beta)
+        (grad,) = torch.autograd.grad(value.sum(), q)
+    return value.detach(), grad
