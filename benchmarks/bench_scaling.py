@@ -15,7 +15,8 @@
     default (Q on oneDNN, in cache-sized pieces, ``Q_CHUNK_PAIRS``), the same on torch's
     batched products (``plain products``, what runs where oneDNN is unusable), one piece,
     other piece sizes, and ``torch.compile`` of the Q forward (opt-in measurement only).
-    ``value_and_grad`` runs its backward pass only through the members' rows with a nonzero
+    Each call takes the next of 8 noise draws, as the optimizers draw fresh noise every
+    iteration. ``value_and_grad`` runs its backward pass only through the members' rows with a nonzero
     ``dQ̂/dq`` (for the minimum of two members: one member per pair); its rows also give that
     share and the fraction of the floor of the FLOPs it executes, ``rate / (E · flops_per_pair
     · (1 + share))``.
@@ -52,6 +53,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -92,17 +94,23 @@ def suite_calls(objective: po.PolicyObjective) -> list[tuple[str, str, int, int,
             ("cmaes", "estimate", B, popsize, 10), ("scoring", "score", B, 1, objective.score_noise.shape[1])]
 
 
-def call_fn(obj: po.PolicyObjective, kind: str, lam: torch.Tensor, eps: torch.Tensor) -> Callable[[], object]:
+def call_fn(obj: po.PolicyObjective, kind: str, lam: torch.Tensor, draws: list[torch.Tensor]) -> Callable[[], object]:
+    """The call, with the noise draws in turn (as optimizers draw fresh noise every iteration:
+    ``value_and_grad``'s gathered backward rows then change in number from call to call)."""
+    eps = itertools.cycle(draws).__next__
     if kind == "value_and_grad":
-        return lambda: obj.value_and_grad(lam, eps)
+        return lambda: obj.value_and_grad(lam, eps())
     if kind == "score":
         return lambda: obj.score(lam[:, 0])
 
     def fn():
         with torch.no_grad():
-            return obj.soft_values(lam, eps) if kind == "soft_values" else obj.estimate(lam, eps)
+            return obj.soft_values(lam, eps()) if kind == "soft_values" else obj.estimate(lam, eps())
 
     return fn
+
+
+NOISE_DRAWS = 8  # noise draws each call of (a) cycles through
 
 
 def backward_share(obj: po.PolicyObjective, lam: torch.Tensor, eps: torch.Tensor) -> float:
@@ -146,7 +154,7 @@ def objective_part(quick: bool, chunks: list[int], compile_: bool, clock: str) -
         for opt, kind, B, P, n_s in suite_calls(base):
             gen = torch.Generator().manual_seed(0)
             lam = 0.3 * torch.randn(B, P, base.param_dim, generator=gen)
-            eps = torch.randn(B, 1, n_s, base.action_dim, generator=gen)
+            draws = [torch.randn(B, 1, n_s, base.action_dim, generator=gen) for _ in range(NOISE_DRAWS)]
             variants = {f"pieces of {po.Q_CHUNK_PAIRS} (default)": base}
             variants["one piece"] = po.PolicyObjective(base.q, base.states, base.alpha, beta=base.beta,
                                                        score_noise=base.score_noise, q_chunk_pairs=None)
@@ -157,8 +165,8 @@ def objective_part(quick: bool, chunks: list[int], compile_: bool, clock: str) -
             if compile_ and kind != "value_and_grad":
                 variants[f"pieces of {po.Q_CHUNK_PAIRS}, torch.compile(Q)"] = po.PolicyObjective(
                     compiled_q(base.q), base.states, base.alpha, beta=base.beta, score_noise=base.score_noise)
-            fns = {name: call_fn(o, kind, lam, eps) for name, o in variants.items()}
-            fns[PLAIN] = plain_products(fns[f"pieces of {po.Q_CHUNK_PAIRS} (default)"])
+            fns = {name: call_fn(o, kind, lam, draws) for name, o in variants.items()}
+            fns[PLAIN] = plain_products(call_fn(base, kind, lam, draws))
             ref = {}
             for name in list(fns):
                 try:
@@ -175,7 +183,7 @@ def objective_part(quick: bool, chunks: list[int], compile_: bool, clock: str) -
             for kernel in rates:
                 rates[kernel] = max(rates[kernel], 2 * n**3 / t.pop(f"matmul {kernel}")["best"] / 1e9)
             pairs = B * P * n_s
-            share = backward_share(base, lam, eps) if kind == "value_and_grad" else 0.0
+            share = statistics.mean(backward_share(base, lam, e) for e in draws) if kind == "value_and_grad" else 0.0
             for name, tt in t.items():
                 rows.append({"objective": entry.name, "optimizer": opt, "call": kind, "B": B, "P": P, "n": n_s,
                              "pairs": pairs, "variant": name, "seconds_per_call": tt["best"],

@@ -319,8 +319,8 @@ class FrozenSplitEnsemble:
         autograd: the same operations, and bits, as :func:`split_ensemble`'s autograd node.
 
         The backward pass runs in ``vjp``, member by member, through only the rows whose
-        ``dL/dvalue`` is nonzero for that member (gathered; the products give those rows the bits
-        of the whole batch). For the pessimistic ``Q̂`` of two members with β = 1, the minimum,
+        ``dL/dvalue`` is nonzero for that member (gathered, padded to :data:`_ROW_QUANTUM`; the
+        products give those rows the bits of the whole batch). For the pessimistic ``Q̂`` of two members with β = 1, the minimum,
         each row has one such member (two where they tie): the backward products shrink to
         one member's. Each member's rows ``d value / d actions`` are row-scaled by ``dL/dvalue``
         at the end (:func:`_hidden_grad`) and summed over the members."""
@@ -337,21 +337,28 @@ class FrozenSplitEnsemble:
             with torch.no_grad():
                 for m, acts, g_out in zip(self.members, kept, grad.reshape(len(kept), N, 1)):
                     rows = g_out.view(N).nonzero().view(-1)
-                    if len(rows) == 0:
+                    n = len(rows)
+                    k = -(-n // _ROW_QUANTUM) * _ROW_QUANTUM  # rows gathered: n, padded
+                    if n == 0:
                         continue
-                    if len(rows) == N or len(rows) < _MIN_ROWS:  # all rows (1-3 rows take other kernels)
+                    if k >= N:  # every row
                         ga = _linear(_hidden_grad(m, acts[:-1]), m.wa_back, None).mul_(g_out)
                         g_a = ga if g_a is None else g_a.add_(ga)
                         continue
-                    sub = [t.index_select(0, rows) for t in acts[:-1]]
-                    ga = _linear(_hidden_grad(m, sub), m.wa_back, None).mul_(g_out.index_select(0, rows))
+                    padded = torch.cat([rows, rows[-1:].expand(k - n)]) if k > n else rows
+                    sub = [t.index_select(0, padded) for t in acts[:-1]]
+                    ga = _linear(_hidden_grad(m, sub), m.wa_back, None)[:n].mul_(g_out.index_select(0, rows))
                     g_a = (x.new_zeros(N, A) if g_a is None else g_a).index_add_(0, rows, ga)
             return (x.new_zeros(N, A) if g_a is None else g_a).view(B, M, A)
 
         return torch.stack([acts[-1].view(B, M) for acts in kept]), vjp
 
 
-_MIN_ROWS = 4  # fewer gathered rows than this: the member's backward pass runs on every row
+# Gathered rows are padded (with a repeated row) to a multiple of this many: the backward
+# tensors then take a few sizes, which glibc's heap reuses (with counts changing call by call,
+# as fresh noise makes them, it kept growing and page-faulting: Adam's 1000-pair calls took
+# 5-6 ms instead of 3.5), and a product never gets the 1-3 rows that take other kernels.
+_ROW_QUANTUM = 32
 
 
 # ------------------------------------------------------------------------------- nn.Linear stack
