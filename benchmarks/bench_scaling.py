@@ -189,8 +189,9 @@ def objective_part(quick: bool, chunks: list[int], compile_: bool, clock: str) -
                              "pairs": pairs, "variant": name, "seconds_per_call": tt["best"],
                              "seconds_per_call_median": tt["median"], "pairs_per_s": pairs / tt["best"],
                              "grad": kind == "value_and_grad", "flops_per_pair": fpp, "ensemble_size": E,
-                             # torch's products (autograd) run the backward pass through every row
-                             "backward_share": (1.0 if name == PLAIN else share) if kind == "value_and_grad" else 0.0,
+                             # autograd (one piece, or torch's products) runs the backward pass through every row
+                             "backward_share": (share if name != PLAIN and variants[name]._pieced() else 1.0)
+                             if kind == "value_and_grad" else 0.0,
                              "bit_identical_to_default": same[name]})
             print(f"  {entry.name} {opt}: " + ", ".join(f"{k} {pairs / v['best'] / 1e3:.0f}k/s" for k, v in t.items()),
                   file=sys.stderr, flush=True)

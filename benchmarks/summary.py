@@ -205,7 +205,7 @@ def rows_objective(d: dict) -> list[Row]:
         fr = [r["fraction_of_floor"] for r in rs]
         pairs = span([r["pairs"] for r in rs], lambda p: f"{p:,}")
         result = f"{span(fr, pct)} of the FLOP floor"
-        if rs[0].get("backward_share", 1.0) < 1.0:  # the backward pass skips rows: say so, and its FLOPs' share
+        if rs[0]["grad"] and rs[0].get("backward_share", 1.0) < 1.0:  # rows skipped: say so, and the FLOPs run
             result += (f" (backward through {span([r['backward_share'] for r in rs], pct)} of the members' rows; "
                        f"{span([r['fraction_of_executed_floor'] for r in rs], pct)} of the floor of the FLOPs run)")
         rows.append(("1", f"objective `{rs[0]['call']}` ({opt}), {pairs} pairs/call, {len(rs)} objectives",
