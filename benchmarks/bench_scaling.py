@@ -18,8 +18,9 @@
     Each call takes the next of 8 noise draws, as the optimizers draw fresh noise every
     iteration. ``value_and_grad`` runs its backward pass only through the members' rows with a nonzero
     ``dQ̂/dq`` (for the minimum of two members: one member per pair); its rows also give that
-    share and the fraction of the floor of the FLOPs it executes, ``rate / (E · flops_per_pair
-    · (1 + share))``.
+    share and the fraction of the floor counting the backward pass through those rows only,
+    ``rate / (E · flops_per_pair · (1 + share))``. (The floor counts layer 1's state block for
+    every pair; the Q-ensembles compute it once per state.)
 (b) **Wall clock of whole runs** (``optbench run`` in a fresh process, plots off): the full
     default ``mujoco-states`` run (100 states, the suite's budgets), on 1 and 2 cores
     (in-process with 1 or 2 torch threads; 2 worker processes of 1 thread); with 10 states;
@@ -421,7 +422,7 @@ def print_table(result: dict) -> None:
         t = Table(title=f"(a) objective at the suite's call shapes · fp32 matmul {part['matmul_gflops']:.0f} GFLOP/s "
                   f"({by_kernel}; best round, same run, {part['clock']} clock) · floor = rate / (E·FLOPs per pair), "
                   "value_and_grad: half · backward rows: share of the members' rows its backward pass runs "
-                  "through · of executed: floor of the FLOPs run",
+                  "through · of executed: against the floor counting the backward pass through those rows only",
                   title_justify="left")
         for col in ("objective", "optimizer: call", "B·P·n", "variant", "pairs/s", "of floor", "backward rows",
                     "of executed", "× plain", "same bits"):

@@ -207,7 +207,7 @@ def rows_objective(d: dict) -> list[Row]:
         result = f"{span(fr, pct)} of the FLOP floor"
         if rs[0]["grad"] and rs[0].get("backward_share", 1.0) < 1.0:  # rows skipped: say so, and the FLOPs run
             result += (f" (backward through {span([r['backward_share'] for r in rs], pct)} of the members' rows; "
-                       f"{span([r['fraction_of_executed_floor'] for r in rs], pct)} of the floor of the FLOPs run)")
+                       f"{span([r['fraction_of_executed_floor'] for r in rs], pct)} of the floor counting only those)")
         rows.append(("1", f"objective `{rs[0]['call']}` ({opt}), {pairs} pairs/call, {len(rs)} objectives",
                      result, FLOOR_TARGET, "met" if min(fr) >= FLOOR_SHARE else "missed"))
     return rows
