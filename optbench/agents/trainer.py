@@ -39,7 +39,8 @@ from optbench.agents.replay import ReplayBuffer
 from optbench.agents.sac import SACAgent, SACConfig, UpdateStats
 from optbench.agents.training_log import TrainingLog, TrainingProgress
 
-EVAL_SEED_OFFSET = 1_000_003
+EVAL_SEED = 1_000_003  # the same evaluation episodes for every agent and seed (learning curves compare on them)
+SNAPSHOT_DIR = "snapshots"
 
 
 def versions() -> dict:
@@ -60,11 +61,12 @@ def versions() -> dict:
 
 
 def agent_from_checkpoint(tensors: dict, meta: dict, device: torch.device | str = "cpu") -> SACAgent:
-    """Rebuild the agent (networks + optimizer states) stored in a checkpoint, on ``device``."""
+    """Rebuild the agent (networks + optimizer states) stored in a checkpoint, on ``device``
+    (networks only from a snapshot, see :meth:`Trainer.save_snapshot`)."""
     cfg = SACConfig.from_dict(meta["config"])
     agent = SACAgent(cfg, int(meta["state_dim"]), int(meta["action_dim"]), device=device)
     try:
-        agent.load_state(tensors, meta["agent"])
+        agent.load_state(tensors, meta["agent"], networks_only=bool(meta.get("snapshot")))
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"checkpoint does not match its own configuration: {exc}") from None
     return agent
@@ -173,12 +175,28 @@ class Trainer:
         }
         save_checkpoint(self.ckpt_path, tensors, meta)
 
+    def save_snapshot(self) -> Path:
+        """The agent's networks (no optimizer states, no replay) at this step, kept for good in
+        ``OUT/snapshots/step-NNNNNNNN.safetensors``: analyses over training (amortization gap,
+        returns at a step) load them like checkpoints. Written at every evaluation."""
+        tensors, agent_meta = self.agent.state_tensors()
+        tensors = {k: v for k, v in tensors.items() if k.startswith("net/")}
+        meta = {"task": self.cfg.task, "policy": self.cfg.policy, "state_dim": self.state_dim,
+                "action_dim": self.action_dim, "config": self.cfg.to_dict(), "step": self.step,
+                "episodes": self.episodes, "snapshot": True,
+                "agent": {"optimizers": {}, "updates": agent_meta["updates"], "model_updates": agent_meta["model_updates"]},
+                "eval_history": self.eval_history, "wall_time": self.wall_time, "versions": versions()}
+        path = self.out_dir / SNAPSHOT_DIR / f"step-{self.step:08d}.safetensors"
+        path.parent.mkdir(exist_ok=True)
+        save_checkpoint(path, tensors, meta)
+        return path
+
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, episodes: int | None = None) -> dict:
         n = self.cfg.eval_episodes if episodes is None else episodes
         res = run_episodes(lambda o: self.agent.act(o, deterministic=True), self.cfg.task, n,
-                           seed=self.cfg.seed * 7919 + EVAL_SEED_OFFSET)
-        out = {"step": self.step, "mean": res.mean, "std": res.std, "episodes": n}
+                           seed=EVAL_SEED)
+        out = {"step": self.step, "mean": res.mean, "std": res.std, "episodes": n, "returns": res.returns}
         self.eval_history.append(out)
         self.log.evals.append(out)
         return out
@@ -239,6 +257,7 @@ class Trainer:
                 # -- evaluate / log / checkpoint
                 if self.step % cfg.eval_every == 0 and self.step >= cfg.random_steps:
                     last_eval = self.evaluate()
+                    self.save_snapshot()
                 if self.step % cfg.log_every == 0 or self.step == end:
                     now = time.perf_counter()
                     row = _summarize(window)
