@@ -45,6 +45,19 @@ def _linear(x: Tensor, w: Tensor, b: Tensor | None, relu: bool = False) -> Tenso
     return torch.ops.mkldnn._linear_pointwise(x, w, b, "relu" if relu else "none", [], "")
 
 
+def _plain_linear(x: Tensor, w: Tensor, b: Tensor | None, relu: bool = False) -> Tensor:
+    """:func:`_linear` with torch's own products (unpacked ``w [out, in]`` only): for products of
+    fewer than :data:`SMALL_ROWS` rows, where oneDNN's per-call overhead dominates."""
+    y = torch.nn.functional.linear(x, w, b)
+    return y.relu_() if relu else y
+
+
+# Calls of a frozen ensemble on fewer (s, a) rows than this (an agent acting on one state) take
+# torch's own products: a oneDNN call costs ~20 µs whatever its size on the development machine,
+# torch's ~5 µs at a few rows. Such calls round differently from the same rows in a larger call.
+SMALL_ROWS = 32
+
+
 def _probe() -> bool:
     """Whether this torch has the oneDNN linear kernel on the CPU and it gives float32 products
     (checked against float64 on transposed and plain operands, as the passes below use them)."""
@@ -95,7 +108,7 @@ def _packing() -> bool:
 # A layer is ``(w, w_t, b)``: its weight as ``[out, in]`` and as ``[in, out]`` (views, any strides;
 # ``y = x @ w.T + b = x @ w_t + b``) and its bias ``[out]``.
 
-def _forward(x: Tensor, layers, relus: Sequence[bool]) -> list[Tensor]:
+def _forward(x: Tensor, layers, relus: Sequence[bool], linear=_linear) -> list[Tensor]:
     """Activations ``[x, y_1, ..., y_L]`` of ``y_k = act(y_{k-1} @ w_k.T + b_k)``.
 
     A layer with one output unit (a critic's last) runs on oneDNN too, although MKL's ``addmv``
@@ -103,7 +116,7 @@ def _forward(x: Tensor, layers, relus: Sequence[bool]) -> list[Tensor]:
     rows it is given, which would make results depend on how a batch is cut into pieces."""
     acts = [x]
     for (w, w_t, b), relu in zip(layers, relus):
-        x = _linear(x, w, b, relu)
+        x = linear(x, w, b, relu)
         acts.append(x)
     return acts
 
@@ -213,14 +226,14 @@ def _split_members(weights, biases, state_dim: int,
             for e, layers in enumerate(_members(weights[1:], biases[1:]))]
 
 
-def _member_forward(h: Tensor, x: Tensor, m: _SplitMember, B: int, M: int) -> list[Tensor]:
+def _member_forward(h: Tensor, x: Tensor, m: _SplitMember, B: int, M: int, linear=_linear) -> list[Tensor]:
     """One member on ``x = actions [B·M, A]`` with its layer-1 state block ``h [B, H]``:
     ``[h_1, ..., h_{L-1}, values [B·M, 1]]``."""
-    h1 = _linear(x, m.wa, None).view(B, M, -1).add_(h.unsqueeze(1)).relu_().view(B * M, -1)
-    return _forward(h1, m.layers, [True] * (len(m.layers) - 1) + [False])
+    h1 = linear(x, m.wa, None).view(B, M, -1).add_(h.unsqueeze(1)).relu_().view(B * M, -1)
+    return _forward(h1, m.layers, [True] * (len(m.layers) - 1) + [False], linear)
 
 
-def _hidden_grad(m: _SplitMember, acts: list[Tensor]) -> Tensor:
+def _hidden_grad(m: _SplitMember, acts: list[Tensor], linear=_linear) -> Tensor:
     """``d value / d(layer 1's pre-activation)`` ``[B·M, H]`` of one member, from its
     activations ``[h_1, ..., h_{L-1}]``.
 
@@ -230,7 +243,7 @@ def _hidden_grad(m: _SplitMember, acts: list[Tensor]) -> Tensor:
     :func:`_backward`, with as many matrix products."""
     g = m.w_out
     for k in range(len(m.layers) - 2, -1, -1):  # the hidden layers after layer 1
-        g = _linear(torch.ops.aten.threshold_backward(g, acts[k + 1], 0), m.layers[k][1], None)  # g @ w
+        g = linear(torch.ops.aten.threshold_backward(g, acts[k + 1], 0), m.layers[k][1], None)  # g @ w
     return torch.ops.aten.threshold_backward(g, acts[0], 0)  # through h_1's ReLU
 
 
@@ -296,27 +309,37 @@ def _pack(w: Tensor) -> Tensor:
 
 
 class FrozenSplitEnsemble:
-    """A frozen split ensemble prepared once: each member's weight views built, and its matrix
-    operands packed, so that a call runs only the products (a policy objective calls its
-    Q-ensemble thousands of times with the same weights and states). Build it again if the
-    weights change.
+    """A frozen split ensemble prepared once: each member's weight views built, and (``pack``)
+    its matrix operands packed, so that a call runs only the products (a policy objective calls
+    its Q-ensemble thousands of times with the same weights and states). Build it again if the
+    weights change. Calls on fewer than :data:`SMALL_ROWS` rows take torch's own products.
     """
 
-    def __init__(self, weights: Sequence[Tensor], biases: Sequence[Tensor], state_dim: int):
-        self.members = _split_members([W.detach() for W in weights], [b.detach() for b in biases], state_dim,
-                                      pack=_pack if _packing() else lambda w: w)
+    def __init__(self, weights: Sequence[Tensor], biases: Sequence[Tensor], state_dim: int, pack: bool = True):
+        weights, biases = [W.detach() for W in weights], [b.detach() for b in biases]
+        self.plain = _split_members(weights, biases, state_dim)
+        self.packed = pack and _packing()
+        self.members = _split_members(weights, biases, state_dim, pack=_pack) if self.packed else self.plain
         # ``(states, states._version, hs)``: ``QEnsemble.state_features``' last result, kept here
         # because this object lives as long as the weights it was built from
         self.kept_states: tuple = (None, None, None)
 
+    def _route(self, rows: int) -> tuple[list[_SplitMember], Callable]:
+        """The members and the product of a call on ``rows`` rows."""
+        return (self.plain, _plain_linear) if rows < SMALL_ROWS else (self.members, _linear)
+
     def __call__(self, hs: Tensor, actions: Tensor) -> Tensor:
-        """``[E, B, M]`` values, the same bits as :func:`split_ensemble`."""
+        """``[E, B, M]`` values, the same bits as :func:`split_ensemble` (at :data:`SMALL_ROWS` rows or more)."""
+        B, M, A = actions.shape
+        members, linear = self._route(B * M)
+        x = actions.reshape(B * M, A)
         with torch.no_grad():
-            return _split_forward(hs, actions, self.members, keep=False)[0]
+            return torch.stack([_member_forward(h, x, m, B, M, linear)[-1].view(B, M) for m, h in zip(members, hs)])
 
     def vjp(self, hs: Tensor, actions: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
         """``(values [E, B, M], vjp)`` with ``vjp(dL/dvalues) = dL/dactions``, callable once, without
-        autograd: the same operations, and bits, as :func:`split_ensemble`'s autograd node.
+        autograd: the same operations, and bits, as :func:`split_ensemble`'s autograd node (at
+        :data:`SMALL_ROWS` rows or more).
 
         The backward pass runs in ``vjp``, member by member, through only the rows whose
         ``dL/dvalue`` is nonzero for that member (gathered, padded to :data:`_ROW_QUANTUM`; the
@@ -326,28 +349,29 @@ class FrozenSplitEnsemble:
         at the end (:func:`_hidden_grad`) and summed over the members."""
         B, M, A = actions.shape
         N = B * M
+        members, linear = self._route(N)
         x = actions.reshape(N, A)
-        kept: list = [None] * len(self.members)
+        kept: list = [None] * len(members)
         with torch.no_grad():
             for e in reversed(range(len(kept))):  # the last first: vjp starts with the activations in cache
-                kept[e] = _member_forward(hs[e], x, self.members[e], B, M)
+                kept[e] = _member_forward(hs[e], x, members[e], B, M, linear)
 
         def vjp(grad: Tensor) -> Tensor:
             g_a = None
             with torch.no_grad():
-                for m, acts, g_out in zip(self.members, kept, grad.reshape(len(kept), N, 1)):
+                for m, acts, g_out in zip(members, kept, grad.reshape(len(kept), N, 1)):
                     rows = g_out.view(N).nonzero().view(-1)
                     n = len(rows)
                     k = -(-n // _ROW_QUANTUM) * _ROW_QUANTUM  # rows gathered: n, padded
                     if n == 0:
                         continue
                     if k >= N:  # every row
-                        ga = _linear(_hidden_grad(m, acts[:-1]), m.wa_back, None).mul_(g_out)
+                        ga = linear(_hidden_grad(m, acts[:-1], linear), m.wa_back, None).mul_(g_out)
                         g_a = ga if g_a is None else g_a.add_(ga)
                         continue
                     padded = torch.cat([rows, rows[-1:].expand(k - n)]) if k > n else rows
                     sub = [t.index_select(0, padded) for t in acts[:-1]]
-                    ga = _linear(_hidden_grad(m, sub), m.wa_back, None)[:n].mul_(g_out.index_select(0, rows))
+                    ga = linear(_hidden_grad(m, sub, linear), m.wa_back, None)[:n].mul_(g_out.index_select(0, rows))
                     g_a = (x.new_zeros(N, A) if g_a is None else g_a).index_add_(0, rows, ga)
             return (x.new_zeros(N, A) if g_a is None else g_a).view(B, M, A)
 

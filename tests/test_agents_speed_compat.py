@@ -36,10 +36,10 @@ import optbench.onednn as onednn
 from optbench.agents.checkpoint import load_checkpoint
 from optbench.agents.models import HALF_LOG_2PI
 from optbench.agents.networks import DirectActor, gated_update, soft_clamp
-from optbench.agents.sac import AdamSteps, SACAgent, SACConfig, gaussian_kl, q_pairs, q_values, soft_value, td_target
+from optbench.agents.sac import AdamSteps, SACAgent, SACConfig, gaussian_kl, soft_value, td_target
 from optbench.agents.trainer import Trainer, agent_from_checkpoint
 from optbench.objectives.distributions import sample_tanh_gaussian, split_params
-from optbench.objectives.q_functions import ModuleEnsemble, QEnsemble
+from optbench.objectives.q_functions import QEnsemble
 
 DATA = Path(__file__).parent / "data" / "sac_compat"
 FIXTURES = sorted(DATA.glob("*.safetensors"))
@@ -47,6 +47,26 @@ TASK = "InvertedPendulum-v5"
 
 
 # ---------------------------------------------------------------------------- the reference update
+def _plain_q(q: QEnsemble, states, actions):
+    """``[E, B, M]`` values of a :class:`QEnsemble` written out member by member with plain
+    products (no oneDNN, no split first layer, no closed-form last layer)."""
+    B, M, _ = actions.shape
+    x = torch.cat([states.unsqueeze(1).expand(B, M, -1), actions], -1)
+    out = []
+    for e in range(q.ensemble_size):
+        h = x
+        for k, (W, b) in enumerate(zip(q.weights, q.biases)):
+            h = h @ W[e] + b[e, 0]
+            if k < len(q.weights) - 1:
+                h = torch.relu(h)
+        out.append(h[..., 0])
+    return torch.stack(out)
+
+
+def _plain_pairs(q: QEnsemble, states, actions):
+    return _plain_q(q, states, actions.unsqueeze(1)).squeeze(-1)
+
+
 def _ref_gaussian_nll(m, x, target):
     mean = m.net(x)
     log_std = m.log_std.clamp(-10.0, 5.0)
@@ -70,7 +90,7 @@ def _ref_value_and_grad(agent, states, lam, beta, n):
         mu, log_std = split_params(lam.unsqueeze(1))
         eps = torch.randn(len(lam), n, agent.action_dim)
         actions, log_prob = sample_tanh_gaussian(mu, log_std, eps)
-        q = agent.q_target(states, actions)
+        q = _plain_q(agent.q_target, states, actions)
         value = soft_value(q, log_prob, agent.alpha, beta, agent.action_dim).mean(-1)
         (grad,) = torch.autograd.grad(value.sum(), lam)
     return value.detach(), grad
@@ -103,7 +123,7 @@ def reference_update(agent: SACAgent, batch) -> dict:
         with torch.no_grad():
             mu, log_std = split_params(_ref_direct_actor(agent.actor, next_obs))
             a_next, logp_next = sample_tanh_gaussian(mu, log_std, torch.randn_like(mu))
-            v_next = soft_value(agent.q_target.pairs(next_obs, a_next), logp_next, alpha, cfg.beta_train, A)
+            v_next = soft_value(_plain_pairs(agent.q_target, next_obs, a_next), logp_next, alpha, cfg.beta_train, A)
     else:
         opt = agent.optimizers["actor"]
         opt.zero_grad(set_to_none=True)
@@ -113,7 +133,7 @@ def reference_update(agent: SACAgent, batch) -> dict:
         out["actor_loss"] = -sum(curve) / len(curve)
     with torch.no_grad():
         y = td_target(rew, term, v_next, cfg.gamma)
-    q_loss = 0.5 * (agent.q.pairs(obs, act) - y).pow(2).mean(1).sum()
+    q_loss = 0.5 * (_plain_pairs(agent.q, obs, act) - y).pow(2).mean(1).sum()
     opt = agent.optimizers["q"]
     opt.zero_grad(set_to_none=True)
     q_loss.backward()
@@ -123,7 +143,7 @@ def reference_update(agent: SACAgent, batch) -> dict:
         lam_obs = _ref_direct_actor(agent.actor, obs)
         mu, log_std = split_params(lam_obs)
         a, logp = sample_tanh_gaussian(mu, log_std, torch.randn_like(mu))
-        actor_loss = -soft_value(agent.q.pairs(obs, a), logp, alpha, cfg.beta_train, A).mean()
+        actor_loss = -soft_value(_plain_pairs(agent.q, obs, a), logp, alpha, cfg.beta_train, A).mean()
         opt = agent.optimizers["actor"]
         opt.zero_grad(set_to_none=True)
         actor_loss.backward(inputs=list(agent.actor.parameters()))
@@ -321,38 +341,27 @@ def test_update_without_the_fused_kernel_falls_back_to_adam_step(monkeypatch):
     assert_same_state(fast, ref, rtol=1e-5, atol=1e-7)
 
 
-def test_fast_q_paths_equal_qensemble():
+@pytest.mark.parametrize("use_onednn", [False, True])
+def test_q_ensemble_pairs_equal_plain_products(use_onednn, monkeypatch):
+    """:meth:`QEnsemble.pairs` (oneDNN's path where it is usable, and the batched fallback) and
+    its gradients against the members written out with plain products; ``frozen`` gives the
+    parameters no gradient."""
+    monkeypatch.setattr(onednn, "ENABLED", use_onednn)
     torch.manual_seed(0)
     q = QEnsemble(5, 3, (16, 16), 2)
     s = torch.randn(9, 5)
-    for M in (1, 4):
-        a = (torch.rand(9, M, 3) * 2 - 1).requires_grad_(True)
-        a_ref = a.detach().clone().requires_grad_(True)
-        out, ref = q_values(q, s, a), q(s, a_ref)
-        assert out.shape == ref.shape == (2, 9, M)
-        assert torch.allclose(out, ref, atol=1e-6)
-        w = torch.randn_like(ref)
-        g = torch.autograd.grad((out * w).sum(), [a, *q.parameters()])
-        g_ref = torch.autograd.grad((ref * w).sum(), [a_ref, *q.parameters()])
-        for x, y in zip(g, g_ref):
-            assert torch.allclose(x, y, atol=1e-5, rtol=1e-5)
-    a2 = torch.rand(9, 3)
-    for use_onednn in (False, True):  # the plain path, and oneDNN's where it is usable
-        assert torch.allclose(q_pairs(q, s, a2, use_onednn=use_onednn), q.pairs(s, a2), atol=1e-6)
-    # any other Q function is called as it is
-    members = [torch.nn.Linear(8, 1), torch.nn.Linear(8, 1)]
-    other = ModuleEnsemble([_Cat(m) for m in members], 5, 3)
-    assert torch.equal(q_values(other, s, a.detach()), other(s, a.detach()))
-    assert torch.equal(q_pairs(other, s, a2), other(s, a2.unsqueeze(1)).squeeze(-1))
-
-
-class _Cat(torch.nn.Module):
-    def __init__(self, lin):
-        super().__init__()
-        self.lin = lin
-
-    def forward(self, s, a):
-        return self.lin(torch.cat([s, a], -1))
+    a = (torch.rand(9, 3) * 2 - 1).requires_grad_(True)
+    a_ref = a.detach().clone().requires_grad_(True)
+    out, ref = q.pairs(s, a), _plain_pairs(q, s, a_ref)
+    assert out.shape == ref.shape == (2, 9)
+    assert torch.allclose(out, ref, atol=1e-6)
+    w = torch.randn_like(ref)
+    g = torch.autograd.grad((out * w).sum(), [a, *q.parameters()])
+    g_ref = torch.autograd.grad((ref * w).sum(), [a_ref, *q.parameters()])
+    for x, y in zip(g, g_ref):
+        assert torch.allclose(x, y, atol=1e-5, rtol=1e-5)
+    frozen = q.pairs(s, a, frozen=True)
+    assert all(gp is None for gp in torch.autograd.grad(frozen.sum(), [a, *q.parameters()], allow_unused=True)[1:])
 
 
 # ---------------------------------------------------------------------------- oneDNN products
@@ -372,7 +381,7 @@ def test_onednn_ensemble_and_linear_stack_equal_plain_layers(grads):
     x_ref = x.detach().clone().requires_grad_(grads != "params")
     for net, out, ref in (
             (q, onednn.ensemble_mlp(x, list(q.weights), list(q.biases), frozen=frozen),
-             q.pairs(x_ref[:, :5], x_ref[:, 5:])),
+             _plain_pairs(q, x_ref[:, :5], x_ref[:, 5:])),
             (actor, onednn.linear_stack(x[:, :5], [*actor.trunk[0::2], actor.head], [True, True, False]),
              actor.head(actor.trunk(x_ref[:, :5])))):
         assert out.shape == ref.shape and torch.allclose(out, ref, atol=1e-6)
@@ -389,5 +398,5 @@ def test_onednn_ensemble_and_linear_stack_equal_plain_layers(grads):
         assert all(gp is None for gp in torch.autograd.grad(out.sum(), list(q.parameters()), allow_unused=True))
     with torch.no_grad():  # the no-graph path
         assert torch.allclose(onednn.ensemble_mlp(x, list(q.weights), list(q.biases)),
-                              q.pairs(x[:, :5], x[:, 5:]), atol=1e-6)
+                              _plain_pairs(q, x[:, :5], x[:, 5:]), atol=1e-6)
     assert not onednn.usable(torch.zeros(1, dtype=torch.float64))

@@ -89,6 +89,31 @@ def test_frozen_q_ensemble_follows_weight_changes():
     assert torch.equal(q(states, actions), moved)
 
 
+def test_frozen_q_ensemble_small_calls_and_packing_keep_values():
+    """Calls on fewer than ``onednn.SMALL_ROWS`` rows (an agent acting on one state) take torch's
+    own products: values and gradients agree with the plain path. The weights are packed for
+    oneDNN only after ``PACK_AFTER_CALLS`` calls with the same weights, with the same bits."""
+    from optbench.objectives import q_functions
+
+    torch.manual_seed(0)
+    q = QEnsemble(7, 3, hidden=(32, 48)).requires_grad_(False)
+    obj = PolicyObjective(q, torch.randn(1, 7), 0.1, beta=2.5)
+    lam, eps = torch.randn(1, 1, 6) * 0.3, torch.randn(1, 1, 2, 3)
+    value, grad = obj.value_and_grad(lam, eps)
+    lam_ref = lam.clone().requires_grad_(True)
+    with torch.enable_grad():
+        ref = obj.estimate(lam_ref, eps)
+        (grad_ref,) = torch.autograd.grad(ref.sum(), lam_ref)
+    assert torch.allclose(value, ref, atol=1e-5) and torch.allclose(grad, grad_ref, atol=1e-4, rtol=1e-4)
+    if not onednn.usable(torch.zeros(1)):
+        return
+    states, actions = torch.randn(9, 7), torch.rand(9, 50, 3) * 2 - 1
+    first = q(states, actions)
+    calls = [q(states, actions) for _ in range(q_functions.PACK_AFTER_CALLS + 2)]
+    assert q_functions._FROZEN_SPLITS[q][1].packed == onednn._packing()
+    assert all(torch.equal(c, first) for c in calls)
+
+
 @pytest.mark.parametrize("cotangent", ["pessimistic", "one member", "two rows", "dense", "zero"])
 def test_frozen_vjp_runs_rows_with_a_cotangent_and_keeps_the_bits(cotangent):
     """The frozen ensemble's backward pass runs each member only through the rows whose

@@ -11,7 +11,7 @@ policy objectives of one or more objective packages, without any environment:
 * iterative: ``λ₀ = (0, log init_std)``, ``λ_{k+1} = f_φ(s, λ_k, ∇_λ J(λ_k))`` for ``K``
   iterations; loss ``−mean_k J(λ_k)`` with truncated backprop (the network's inputs are
   detached, no gradient through the unrolled chain), exactly as inside SAC
-  (:meth:`optbench.agents.sac.SACAgent.iterate`): ``J`` and ``∇_λ J`` come from
+  (:class:`optbench.optimizers.unroll.Unroll`, as the SAC agent): ``J`` and ``∇_λ J`` come from
   ``grad_samples`` reparameterized draws through the **frozen** Q (only ``λ`` is
   differentiated), and ``dλ_k/dφ`` is multiplied by ``−∇_λ J(λ_k)/(K·B)``. The gradient at
   ``λ_k`` is also the network's input for the next iteration, so an iteration costs one
@@ -62,6 +62,7 @@ from optbench.agents.package import OPTIMIZER_FORMAT, VERSION, AgentPackage, loa
 from optbench.agents.sac import DEFAULT_GRAD_SAMPLES
 from optbench.agents.training_log import CsvFile, TrainingProgress
 from optbench.objectives.policy_objective import PolicyObjective
+from optbench.optimizers.unroll import Unroll
 
 CHECKPOINT = "checkpoint.safetensors"
 LOG_FIELDS = ["step", "wall_time", "steps_per_s", "J_start", "J_first", "J_last", "J_mean", "J_direct"]
@@ -305,9 +306,7 @@ class MetaTrainer:
                                name=src.label)
 
     def _value_and_grad(self, obj: PolicyObjective, lam: Tensor) -> tuple[Tensor, Tensor]:
-        eps = obj.noise(self.cfg.grad_samples, 1, self.noise_gen)
-        value, grad = obj.value_and_grad(lam.detach().unsqueeze(1), eps)
-        return value[:, 0], grad[:, 0]
+        return _value_and_grad(obj, lam, self.cfg.grad_samples, self.noise_gen)
 
     def train_step(self) -> dict[str, Tensor]:
         """One update of both networks on one minibatch; returns minibatch means of J."""
@@ -319,21 +318,14 @@ class MetaTrainer:
         obj = self._objective(p, states)
         B, K = cfg.batch_size, cfg.iterations
 
-        # iterative: truncated backprop through K iterations (SACAgent.iterate)
-        net = self.iterative
-        lam = net.initial_params(B, self.device, states.dtype)
-        j_start, grad = self._value_and_grad(obj, lam)
-        outs, out_grads, curve = [], [], []
-        for _ in range(K):
-            new = net(states, lam, grad)
-            value, grad = self._value_and_grad(obj, new)
-            outs.append(new)
-            out_grads.append(grad / (-K * B))
-            curve.append(value.mean())
-            lam = new.detach()
+        # iterative: truncated backprop through K iterations (the unroll the SAC agent trains with)
+        unroll = Unroll(self.iterative, states, lambda lam: self._value_and_grad(obj, lam), train=True)
+        j_start = unroll.estimate()[0]
+        unroll.run(K)
         self.opt_it.zero_grad(set_to_none=True)
-        torch.autograd.backward(outs, out_grads)
+        unroll.backward()
         self.opt_it.step()
+        curve = unroll.means
 
         # direct: maximize J(f(s))
         lam_d = self.direct(states)
@@ -358,14 +350,12 @@ class MetaTrainer:
                 obj = src.package.objective(split, beta=src.beta, n_states=n, score_samples=cfg.eval_score_samples,
                                             score_seed=EVAL_SCORE_SEED, device=self.device)
                 gen = torch.Generator(device=self.device).manual_seed(EVAL_NOISE_SEED)
-                lam = self.iterative.initial_params(obj.batch_size, self.device, obj.states.dtype)
+                unroll = Unroll(self.iterative, obj.states, lambda lam: _value_and_grad(obj, lam, cfg.grad_samples, gen))
                 row = {"step": self.step, "package": src.label if len(self.sources) == 1 else f"{p}:{src.label}",
                        "split": split, "trained_on": int(split == cfg.split), "states": obj.batch_size,
-                       "J_start": float(obj.score(lam).mean())}
+                       "J_start": float(obj.score(unroll.params).mean())}
                 for t in range(1, 4 * K + 1):
-                    eps = obj.noise(cfg.grad_samples, 1, gen)
-                    _, grad = obj.value_and_grad(lam.unsqueeze(1), eps)
-                    lam = self.iterative(obj.states, lam, grad[:, 0])
+                    lam = unroll.step()
                     if t in (1, K, 4 * K):
                         key = "J_iter_1" if t == 1 else ("J_iter_K" if t == K else "J_iter_4K")
                         row[key] = float(obj.score(lam).mean())
@@ -479,6 +469,13 @@ class MetaTrainer:
         tmp.write_text(json.dumps(doc, indent=2) + "\n")
         os.replace(tmp, self.out / "package.json")
         return self.out
+
+
+def _value_and_grad(obj: PolicyObjective, lam: Tensor, samples: int, generator: torch.Generator
+                    ) -> tuple[Tensor, Tensor]:
+    """``J [B]`` and ``∇_λ J [B, 2A]`` at ``lam [B, 2A]`` from ``samples`` fresh draws of ``generator``."""
+    value, grad = obj.value_and_grad(lam.detach().unsqueeze(1), obj.noise(samples, 1, generator))
+    return value[:, 0], grad[:, 0]
 
 
 def _info(cfg: MetaConfig, row: dict, last_eval: list[dict]) -> str:

@@ -15,7 +15,7 @@ the update at 0). ``log σ`` is kept in ``[LOG_STD_MIN, LOG_STD_MAX]`` by soft c
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -154,25 +154,3 @@ def gated_update(lam: Tensor, delta: Tensor, gate: Tensor) -> Tensor:
     new = gate * lam + (1.0 - gate) * delta
     mu, log_std = split_params(new)
     return join_params(mu, soft_clamp(log_std))
-
-
-GradFn = Callable[[Tensor], tuple[Tensor, Tensor]]
-
-
-def iterate_policy(net: IterativeOptimizerNet, states: Tensor, value_and_grad: GradFn, iterations: int,
-                   start: Tensor | None = None, objective: Callable[[Tensor], Tensor] | None = None):
-    """Run ``iterations`` gated updates from ``start`` (default: the net's ``λ₀``).
-
-    ``value_and_grad(λ [B, 2A]) -> (J [B], ∇_λ J [B, 2A])`` must not build a graph to φ.
-    If ``objective`` (a differentiable ``λ -> J [B]``) is given, returns ``(λ_K, losses)``
-    where ``losses`` is the list of ``J`` after each iteration (for truncated-backprop
-    training); otherwise returns ``(λ_K, [])``. Inputs are detached between iterations.
-    """
-    lam = net.initial_params(len(states), states.device, states.dtype) if start is None else start
-    values: list[Tensor] = []
-    for _ in range(iterations):
-        _, grad = value_and_grad(lam.detach())
-        lam = net(states, lam.detach(), grad)
-        if objective is not None:
-            values.append(objective(lam))
-    return lam, values

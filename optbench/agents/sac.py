@@ -29,20 +29,20 @@ Measured update costs and the choice of ``grad_samples`` are in :data:`GRAD_SAMP
 from __future__ import annotations
 
 import copy
-import weakref
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
 from torch import Tensor
 
-import optbench.onednn as onednn
 from optbench.agents.checkpoint import optimizer_from_tensors, optimizer_to_tensors
 from optbench.agents.models import DynamicsModel, RewardModel, model_loss
 from optbench.agents.networks import DirectActor, IterativeOptimizerNet
 from optbench.allocator import keep_freed_memory
 from optbench.objectives.distributions import LOG2, sample_tanh_gaussian, split_params
+from optbench.objectives.policy_objective import soft_value_and_grad
 from optbench.objectives.q_functions import QEnsemble, pessimistic_value
+from optbench.optimizers.unroll import Unroll
 
 GRAD_SAMPLES_NOTE = """Choice of the iterative optimizer's gradient samples ``n`` (``grad_samples``).
 
@@ -70,7 +70,7 @@ budget and halves the gradient-input variance of n = 1. Use ``--grad-samples 10`
 reproduce the paper's setting where compute allows.
 
 The table above predates the optimized update (same computation, less overhead: see
-:meth:`SACAgent.update`, :func:`q_pairs`, :class:`AdamSteps`). Re-measured against that
+:meth:`SACAgent.update`, :meth:`QEnsemble.pairs`, :class:`AdamSteps`). Re-measured against that
 earlier code in one process (``benchmarks/bench_sac_vs_sb3.py --speed --baseline``, CPU
 time, 11 interleaved rounds, loaded machine, batches from a HalfCheetah-v5 replay):
 
@@ -163,70 +163,6 @@ def soft_value(q: Tensor, log_prob: Tensor, alpha: Tensor | float, beta: float, 
 def td_target(reward: Tensor, terminated: Tensor, v_next: Tensor, gamma: float) -> Tensor:
     """``r + γ (1 − terminated) V(s')``: bootstraps through truncation, not through termination."""
     return reward + gamma * (1.0 - terminated) * v_next
-
-
-_LAYERS: "weakref.WeakKeyDictionary[QEnsemble, tuple[list, list]]" = weakref.WeakKeyDictionary()
-
-
-def q_values(q, states: Tensor, actions: Tensor, use_onednn: bool = False) -> Tensor:
-    """``q(states [N, S], actions [N, M, A]) -> [E, N, M]``, the fast path for a :class:`QEnsemble`.
-
-    Same products as ``QEnsemble.forward`` (up to float summation order), with less overhead
-    on CPU: ReLUs run in place on fresh outputs, and the last layer (one output unit) is a
-    multiply-and-sum, which on CPU is ~5x cheaper than a batched matrix-vector product and
-    its backward (an outer product) ~10x cheaper. ``use_onednn`` (the update's batches): the
-    products on oneDNN where it is usable, see :func:`q_pairs`. Any other Q function is simply called.
-    """
-    if type(q) is not QEnsemble:
-        return q(states, actions)
-    N, M, A = actions.shape
-    if M == 1:
-        return q_pairs(q, states, actions.reshape(N, A), use_onednn=use_onednn).unsqueeze(-1)
-    W, b = _layers(q)
-    E, S = q.ensemble_size, q.state_dim
-    if use_onednn and onednn.usable(actions):
-        # each pair's [s, a] through the first layer (the state block M times): more products, 2x faster ones
-        x = torch.cat([states.unsqueeze(1).expand(N, M, S), actions], -1).view(N * M, S + A)
-        return onednn.ensemble_mlp(x, W, b).view(E, N, M)
-    hs = torch.baddbmm(b[0], states.expand(E, N, S), W[0][:, :S])  # state block once per state
-    ha = torch.bmm(actions.reshape(1, N * M, A).expand(E, -1, -1), W[0][:, S:])
-    h = (ha.view(E, N, M, -1) + hs.unsqueeze(2)).relu_().view(E, N * M, -1)
-    return _q_tail(W, b, h).view(E, N, M)
-
-
-def q_pairs(q, states: Tensor, actions: Tensor, frozen: bool = False, use_onednn: bool = False) -> Tensor:
-    """Per-pair ``states [N, S]``, ``actions [N, A]`` -> ``[E, N]`` (SAC updates; see :func:`q_values`).
-
-    For a :class:`QEnsemble` the first layer takes ``[s, a]`` in one batched product, on
-    oneDNN if ``use_onednn`` and it is usable (:mod:`optbench.onednn`: float32 on the
-    CPU). ``frozen``: no gradient to Q's parameters, only to the inputs (the actor loss).
-    """
-    if type(q) is not QEnsemble:
-        return q(states, actions.unsqueeze(1)).squeeze(-1)
-    W, b = _layers(q)
-    x = torch.cat([states, actions], -1)
-    if use_onednn and onednn.usable(x):
-        return onednn.ensemble_mlp(x, W, b, frozen=frozen)
-    if frozen:
-        W, b = [w.detach() for w in W], [v.detach() for v in b]
-    h = torch.baddbmm(b[0], x.expand(q.ensemble_size, -1, -1), W[0]).relu_()
-    return _q_tail(W, b, h)
-
-
-def _layers(q: QEnsemble) -> tuple[list[Tensor], list[Tensor]]:
-    layers = _LAYERS.get(q)
-    if layers is None or len(layers[0]) != len(q.weights):
-        layers = _LAYERS[q] = (list(q.weights), list(q.biases))  # the Parameter objects (updated in place)
-    return layers
-
-
-def _q_tail(W: list[Tensor], b: list[Tensor], h: Tensor) -> Tensor:
-    """Hidden layers after the first and the one-unit output layer: ``[E, R, H] -> [E, R]``."""
-    n_layers = len(W)
-    for k in range(1, n_layers - 1):
-        h = torch.baddbmm(b[k], h, W[k]).relu_()
-    E = h.shape[0]
-    return (h * W[n_layers - 1].view(E, 1, -1)).sum(-1) + b[n_layers - 1].view(E, 1)
 
 
 class AdamSteps:
@@ -445,23 +381,18 @@ class SACAgent:
         return self.log_alpha.detach().exp()
 
     # ------------------------------------------------------------------ iterative optimizer
-    def _value_and_grad(self, states: Tensor, lam: Tensor, beta: float, n: int, use_onednn: bool = False
-                        ) -> tuple[Tensor, Tensor]:
-        """``J(λ; s)`` and ``∇_λ J`` from ``n`` samples through the frozen target ensemble: ``[N]``, ``[N, 2A]``
-        (``use_onednn``: in the update, see :func:`q_values`)."""
-        with torch.enable_grad():
-            lam = lam.detach().requires_grad_(True)
-            mu, log_std = split_params(lam.unsqueeze(1))
-            eps = torch.randn(len(lam), n, self.action_dim, device=lam.device)
-            actions, log_prob = sample_tanh_gaussian(mu, log_std, eps)
-            q = q_values(self.q_target, states, actions, use_onednn)  # [E, N, n]; no parameter of Q requires grad
-            value = soft_value(q, log_prob, self.alpha, beta, self.action_dim).mean(-1)
-            (grad,) = torch.autograd.grad(value.sum(), lam)
-        return value.detach(), grad
+    def _value_and_grad(self, states: Tensor, lam: Tensor, beta: float, n: int) -> tuple[Tensor, Tensor]:
+        """``J(λ; s)`` and ``∇_λ J`` from ``n`` fresh samples through the frozen target ensemble:
+        ``[N]``, ``[N, 2A]`` (:func:`~optbench.objectives.policy_objective.soft_value_and_grad`,
+        the estimate every policy objective uses)."""
+        eps = torch.randn(len(lam), 1, n, self.action_dim, device=lam.device)
+        value, grad = soft_value_and_grad(self.q_target, states, lam.unsqueeze(1), eps, self.alpha, beta)
+        return value[:, 0], grad[:, 0]
 
     def iterate(self, states: Tensor, beta: float, iterations: int | None = None, train: bool = False
                 ) -> tuple[Tensor, Tensor, list[float]]:
-        """Run the iterative optimizer: returns ``(λ_K, J(λ_K), [mean J after each iteration])``.
+        """Run the iterative optimizer (:class:`~optbench.optimizers.unroll.Unroll`): returns
+        ``(λ_K, J(λ_K), [mean J after each iteration])``.
 
         With ``train=True`` the truncated-backprop gradient of ``−mean_k J(λ_k)`` is accumulated
         into the optimizer network's ``.grad`` (``dλ_k/dφ`` times ``−∇_λ J(λ_k)``: Q is
@@ -469,22 +400,12 @@ class SACAgent:
         """
         K = self.cfg.iterations if iterations is None else iterations
         n = self.cfg.grad_samples
-        net: IterativeOptimizerNet = self.actor  # type: ignore[assignment]
-        lam = net.initial_params(len(states), states.device)
-        value, grad = self._value_and_grad(states, lam, beta, n, train)
-        outs, out_grads, means = [], [], []
-        for _ in range(K):
-            with torch.set_grad_enabled(train):
-                new = net(states, lam, grad, use_onednn=train)  # training: the update's products
-            value, grad = self._value_and_grad(states, new, beta, n, train)
-            means.append(value.mean())
-            if train:
-                outs.append(new)
-                out_grads.append(grad / (-K * len(states)))
-            lam = new.detach()
+        unroll = Unroll(self.actor, states, lambda lam: self._value_and_grad(states, lam, beta, n), train=train,
+                        use_onednn=train)  # training: the update's products
+        lam, value = unroll.run(K)
         if train:
-            torch.autograd.backward(outs, out_grads)
-        curve = torch.stack(means).tolist()  # one device-to-host read for all K means
+            unroll.backward()
+        curve = torch.stack(unroll.means).tolist()  # one device-to-host read for all K means
         return lam, value, curve
 
     def policy_params(self, states: Tensor, beta: float | None = None) -> Tensor:
@@ -543,7 +464,7 @@ class SACAgent:
             with torch.no_grad():
                 mu, log_std = self.actor.mu_log_std(next_obs, use_onednn=True)
                 a_next, logp_next = sample_tanh_gaussian(mu, log_std, torch.randn_like(mu))
-                v_next = soft_value(q_pairs(self.q_target, next_obs, a_next, use_onednn=True), logp_next, alpha, cfg.beta_train, A)
+                v_next = soft_value(self.q_target.pairs(next_obs, a_next), logp_next, alpha, cfg.beta_train, A)
         else:
             for p in self._actor_params:
                 p.grad = None
@@ -557,7 +478,7 @@ class SACAgent:
         # ---- critic
         with torch.no_grad():
             y = td_target(rew, term, v_next, cfg.gamma)
-        q_pred = q_pairs(self.q, obs, act, use_onednn=True)  # [E, B]
+        q_pred = self.q.pairs(obs, act)  # [E, B]
         q_loss = 0.5 * (q_pred - y).pow(2).mean(1).sum()
         for p in self._q_params:
             p.grad = None
@@ -569,7 +490,7 @@ class SACAgent:
             self._steps["q"].step()
             mu, log_std = self.actor.mu_log_std(obs, use_onednn=True)
             a, logp = sample_tanh_gaussian(mu, log_std, torch.randn_like(mu))
-            actor_loss = -soft_value(q_pairs(self.q, obs, a, frozen=True, use_onednn=True), logp, alpha, cfg.beta_train, A).mean()
+            actor_loss = -soft_value(self.q.pairs(obs, a, frozen=True), logp, alpha, cfg.beta_train, A).mean()
             for p in self._actor_params:
                 p.grad = None
             actor_loss.backward(inputs=self._actor_params)  # no gradient computed for Q (frozen)
@@ -658,4 +579,4 @@ class SACAgent:
 
 
 __all__ = ["SACConfig", "SACAgent", "UpdateStats", "AdamSteps", "fused_adam_supported", "gaussian_kl", "soft_value",
-           "td_target", "q_pairs", "q_values", "DEFAULT_GRAD_SAMPLES", "GRAD_SAMPLES_NOTE"]
+           "td_target", "DEFAULT_GRAD_SAMPLES", "GRAD_SAMPLES_NOTE"]

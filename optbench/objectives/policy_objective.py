@@ -175,15 +175,11 @@ class PolicyObjective:
         q = self._q_values(states, actions.reshape(B, P * n, self.action_dim)).view(-1, B, P, n)
         return pessimistic_value(q, self.beta) - alpha * kl_to_uniform(log_prob, self.action_dim)
 
-    def _pieced(self) -> bool:
-        return self.q_chunk_pairs is not None and all(
-            hasattr(self.q, f) for f in ("state_features", "forward_features", "forward_features_vjp"))
-
     def _q_values(self, states: Tensor, actions: Tensor) -> Tensor:
         """``Q(states [B, S], actions [B, M, A]) -> [E, B, M]``, in cache-sized pieces when the
         Q-function allows it (same values: every (s, a) row is computed on its own)."""
         B, M, _ = actions.shape
-        if not self._pieced() or B * M <= self.q_chunk_pairs:
+        if not _pieced(self.q, self.q_chunk_pairs) or B * M <= self.q_chunk_pairs:
             return self.q(states, actions)
         hs = self.q.state_features(states)
         parts = [self.q.forward_features(hs[:, s0:s1], actions[s0:s1, m0:m1])
@@ -206,50 +202,13 @@ class PolicyObjective:
         return self.soft_values(lam, eps).mean(-1)
 
     def value_and_grad(self, lam: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
-        """``J [B, P]`` and ``∇_λ J [B, P, 2|A|]`` from one forward and one backward pass.
-
-        States are independent, so each state gets its own gradient. Only the Q part goes
-        through a backward pass (``dQ̂/da``); the policy part (tanh-Gaussian sample, entropy,
-        pessimism) is differentiated in closed form (:func:`soft_value_grad`), since autograd's
-        bookkeeping over these few-thousand-element tensors cost as much as a fifth of the call.
-        With a pieced Q-ensemble (one with ``state_features``/``forward_features_vjp``, see
-        :data:`Q_CHUNK_PAIRS`) the Q part runs piece by piece, each piece's backward right after
-        its forward while its activations are still in cache; values and gradients are the same
-        bits as from one pass over the whole batch.
-        """
+        """``J [B, P]`` and ``∇_λ J [B, P, 2|A|]`` from one forward and one backward pass
+        (:func:`soft_value_and_grad`; counted)."""
         B, P, _ = lam.shape
-        n, A = eps.shape[2], self.action_dim
-        pairs = B * P * n * self.pair_cost
+        pairs = B * P * eps.shape[2] * self.pair_cost
         self.counts.q_evals += pairs
         self.counts.grad_evals += pairs
-        alpha = self.alpha.view(-1, 1, 1) if self.alpha.dim() else self.alpha
-        with torch.no_grad():
-            mu, log_std = split_params(lam.detach().unsqueeze(2))
-            actions, log_prob = sample_tanh_gaussian(mu, log_std, eps)  # [B,P,n,A], [B,P,n]
-            q_hat, grad_actions = self._q_hat_and_action_grad(actions.reshape(B, P * n, A))
-            value = (q_hat.view(B, P, n) - alpha * kl_to_uniform(log_prob, A)).mean(-1)
-            grad = soft_value_grad(log_std, eps, actions, grad_actions.view(B, P, n, A), alpha)
-        return value, grad
-
-    def _q_hat_and_action_grad(self, actions: Tensor) -> tuple[Tensor, Tensor]:
-        """``Q̂(states, actions [B, M, A])`` ``[B, M]`` and ``dQ̂/da`` ``[B, M, A]``."""
-        B, M, _ = actions.shape
-        if not self._pieced():
-            with torch.enable_grad():
-                a = actions.detach().requires_grad_(True)
-                q = self.q(self.states, a)
-                q_hat, grad_q = pessimistic_value_and_grad(q.detach(), self.beta)
-                (grad_a,) = torch.autograd.grad(q, a, grad_q)
-            return q_hat, grad_a
-        hs = self.q.state_features(self.states)
-        q_hat, grad_a = [], []
-        for s0, s1, m0, m1 in _pieces(B, M, self.q_chunk_pairs):
-            q, vjp = self.q.forward_features_vjp(hs[:, s0:s1], actions[s0:s1, m0:m1])  # [E,b,m]
-            v, grad_q = pessimistic_value_and_grad(q, self.beta)
-            q_hat.append(v)
-            grad_a.append(vjp(grad_q))
-        return (_join_pieces(q_hat, B, M, self.q_chunk_pairs, dim=0),
-                _join_pieces(grad_a, B, M, self.q_chunk_pairs, dim=0))
+        return soft_value_and_grad(self.q, self.states, lam, eps, self.alpha, self.beta, self.q_chunk_pairs)
 
     # ------------------------------------------------------------------ scoring
     @torch.no_grad()
@@ -270,3 +229,61 @@ class PolicyObjective:
             out.append(self._soft_values(lam[lo:hi], eps, slice(lo, hi)).mean(-1))
         values = torch.cat(out)
         return values.squeeze(1) if single else values
+
+
+# ---------------------------------------------------------------------------- J and its gradient
+def _pieced(q: QFunction, chunk: int | None) -> bool:
+    """Whether ``q`` can be evaluated in pieces of ``chunk`` pairs (it exposes its layer-1 state
+    block, as :class:`~optbench.objectives.q_functions.QEnsemble` does)."""
+    return chunk is not None and all(hasattr(q, f) for f in ("state_features", "forward_features",
+                                                              "forward_features_vjp"))
+
+
+def soft_value_and_grad(q: QFunction, states: Tensor, lam: Tensor, eps: Tensor, alpha: float | Tensor,
+                        beta: float, q_chunk_pairs: int | None = Q_CHUNK_PAIRS) -> tuple[Tensor, Tensor]:
+    """Monte Carlo ``J(λ; s)`` ``[B, P]`` and ``∇_λ J`` ``[B, P, 2|A|]`` for ``lam [B, P, 2|A|]``
+    and noise ``eps [B, P or 1, n, |A|]``, with ``Q`` frozen (no gradient reaches it).
+
+    The one implementation of the estimate and its gradient: policy objectives (counted, see
+    :meth:`PolicyObjective.value_and_grad`), the SAC agent's iterative policy (acting, and the
+    target ensemble in its update) and meta-training all call it. Only the Q part goes through
+    a backward pass (``dQ̂/da``); the policy part (tanh-Gaussian sample, entropy, pessimism) is
+    differentiated in closed form (:func:`soft_value_grad`), since autograd's bookkeeping over
+    these few-thousand-element tensors cost as much as a fifth of the call. With a pieced
+    Q-ensemble (see :data:`Q_CHUNK_PAIRS`) the Q part runs piece by piece, each piece's backward
+    right after its forward while its activations are still in cache; values and gradients are
+    the same bits as from one pass over the whole batch. ``alpha``: a float, a one-element
+    tensor, or one value per state ``[B]``.
+    """
+    B, P, _ = lam.shape
+    n, A = eps.shape[2], q.action_dim
+    alpha = torch.as_tensor(alpha, dtype=lam.dtype, device=lam.device)
+    alpha = alpha.view(-1, 1, 1) if alpha.dim() else alpha
+    with torch.no_grad():
+        mu, log_std = split_params(lam.detach().unsqueeze(2))
+        actions, log_prob = sample_tanh_gaussian(mu, log_std, eps)  # [B,P,n,A], [B,P,n]
+        q_hat, grad_actions = _q_hat_and_action_grad(q, states, actions.reshape(B, P * n, A), beta, q_chunk_pairs)
+        value = (q_hat.view(B, P, n) - alpha * kl_to_uniform(log_prob, A)).mean(-1)
+        grad = soft_value_grad(log_std, eps, actions, grad_actions.view(B, P, n, A), alpha)
+    return value, grad
+
+
+def _q_hat_and_action_grad(q: QFunction, states: Tensor, actions: Tensor, beta: float, chunk: int | None
+                           ) -> tuple[Tensor, Tensor]:
+    """``Q̂(states, actions [B, M, A])`` ``[B, M]`` and ``dQ̂/da`` ``[B, M, A]``."""
+    B, M, _ = actions.shape
+    if not _pieced(q, chunk):
+        with torch.enable_grad():
+            a = actions.detach().requires_grad_(True)
+            values = q(states, a)
+            q_hat, grad_q = pessimistic_value_and_grad(values.detach(), beta)
+            (grad_a,) = torch.autograd.grad(values, a, grad_q)
+        return q_hat, grad_a
+    hs = q.state_features(states)
+    q_hat, grad_a = [], []
+    for s0, s1, m0, m1 in _pieces(B, M, chunk):
+        values, vjp = q.forward_features_vjp(hs[:, s0:s1], actions[s0:s1, m0:m1])  # [E,b,m]
+        v, grad_q = pessimistic_value_and_grad(values, beta)
+        q_hat.append(v)
+        grad_a.append(vjp(grad_q))
+    return _join_pieces(q_hat, B, M, chunk, dim=0), _join_pieces(grad_a, B, M, chunk, dim=0)

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from optbench.objectives.policy_objective import PolicyObjective
 from optbench.optimizers.base import Iterate, OptimizerError, PolicyOptimizer, register
+from optbench.optimizers.unroll import Unroll
 
 
 def _package_from(kwargs: dict[str, Any], context: dict[str, Any]):
@@ -121,16 +122,15 @@ class IterativeAmortized(PolicyOptimizer):
                 generator: torch.Generator) -> Iterator[Tensor | Iterate]:
         _check_dims("iterative", self.network, objective)
         net = self.network.to(objective.device)
-        if self.start == "network":
-            lam = net.initial_params(objective.batch_size, objective.device, objective.states.dtype)
-        else:
-            lam = start.to(objective.states.dtype)
+
+        def value_and_grad(lam: Tensor) -> tuple[Tensor, Tensor]:
+            value, grad = objective.value_and_grad(lam.unsqueeze(1), objective.noise(self.samples, 1, generator))
+            return value[:, 0], grad[:, 0]
+
+        unroll = Unroll(net, objective.states, value_and_grad,
+                        start=None if self.start == "network" else start.to(objective.states.dtype))
         for _ in range(iterations):
-            eps = objective.noise(self.samples, 1, generator)
-            _, grad = objective.value_and_grad(lam.unsqueeze(1), eps)
-            with torch.no_grad():
-                lam = net(objective.states, lam, grad.squeeze(1))
-            yield lam
+            yield unroll.step()
 
 
 __all__ = ["DirectAmortized", "IterativeAmortized"]
