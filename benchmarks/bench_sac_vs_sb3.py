@@ -270,9 +270,13 @@ def bench_training_speed(args) -> dict:
     model.learn(total_timesteps=RANDOM_STEPS + 200, reset_num_timesteps=True)
 
     trainers = {}
-    for label, models in (("ours direct", False), ("ours direct + models", True)):
-        cfg = SACConfig(task=args.task, policy="direct", steps=10**9, seed=0, models=models, eval_every=10**12,
-                        checkpoint_every=10**12, log_every=10**9)
+    setups = [("direct", False), ("direct", True)]
+    if not args.no_iterative:
+        setups += [("iterative", False), ("iterative", True)]
+    for policy, models in setups:
+        label = f"ours {policy}{' + models' if models else ''}"
+        cfg = SACConfig(task=args.task, policy=policy, steps=10**9, seed=0, models=models, eval_every=10**12,
+                        checkpoint_every=10**12, log_every=10**9, grad_samples=args.grad_samples)
         run_dir = runs_dir / f"speed-{label.replace(' ', '-').replace('+', 'plus')}"
         shutil.rmtree(run_dir, ignore_errors=True)
         tr = Trainer(cfg, run_dir, progress=False, echo=lambda *a: None)
@@ -291,7 +295,29 @@ def bench_training_speed(args) -> dict:
     times = {k: [t / chunk for t in v] for k, v in times.items()}
     summary = summarize(times, "sb3", "step")
     print_table("training speed: environment steps (each with one update) per CPU second", summary, "step", "sb3")
-    return {"task": args.task, "chunk": chunk, "rounds": args.rounds, "contenders": summary}
+    ratios = iterative_step_ratios(times)
+    for key, r in ratios.items():
+        print(f"  {key}: an iterative step costs {r['ratio']:.2f}x a direct step (rounds {r['range'][0]:.2f}-"
+              f"{r['range'][1]:.2f}; target <= {r['target']})")
+    return {"task": args.task, "chunk": chunk, "rounds": args.rounds, "grad_samples": args.grad_samples,
+            "iterations": SACConfig().iterations, "contenders": summary, "iterative_vs_direct": ratios}
+
+
+# issue "Agents worth benchmarking": an iterative step may cost at most this many direct steps
+ITERATIVE_STEP_TARGETS = {"models off": 2.5, "models on": 3.0}
+
+
+def iterative_step_ratios(times: dict[str, list[float]]) -> dict:
+    """Cost of an iterative training step over a direct one at the same model setting: the
+    median over rounds of the per-round ratio (adjacent blocks, the same load), and its range."""
+    out = {}
+    for key, suffix in (("models off", ""), ("models on", " + models")):
+        it, di = times.get(f"ours iterative{suffix}"), times.get(f"ours direct{suffix}")
+        if it and di:
+            per_round = [a / b for a, b in zip(it, di)]
+            out[key] = {"ratio": statistics.median(per_round), "range": [min(per_round), max(per_round)],
+                        "target": ITERATIVE_STEP_TARGETS[key]}
+    return out
 
 
 # ---------------------------------------------------------------------------------- returns
