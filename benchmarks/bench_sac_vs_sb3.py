@@ -296,11 +296,50 @@ def bench_training_speed(args) -> dict:
     summary = summarize(times, "sb3", "step")
     print_table("training speed: environment steps (each with one update) per CPU second", summary, "step", "sb3")
     ratios = iterative_step_ratios(times)
+    env_dims_ = (env.observation_space.shape[0], env.action_space.shape[0])
+    for key, r in ratios.items():  # what the algorithm asks for: its ratio of matrix-product FLOPs
+        models = key == "models on"
+        r["flop_ratio"] = (update_flops("iterative", models, *env_dims_, HIDDEN, SACConfig().iterations,
+                                        args.grad_samples, BATCH)
+                           / update_flops("direct", models, *env_dims_, HIDDEN, 1, 1, BATCH))
     for key, r in ratios.items():
         print(f"  {key}: an iterative step costs {r['ratio']:.2f}x a direct step (rounds {r['range'][0]:.2f}-"
-              f"{r['range'][1]:.2f}; target <= {r['target']})")
+              f"{r['range'][1]:.2f}; target <= {r['target']}); its update has {r['flop_ratio']:.1f}x the FLOPs")
     return {"task": args.task, "chunk": chunk, "rounds": args.rounds, "grad_samples": args.grad_samples,
             "iterations": SACConfig().iterations, "contenders": summary, "iterative_vs_direct": ratios}
+
+
+def mlp_flops(sizes: list[int]) -> int:
+    """Multiply-add FLOPs (2 per MAC) of one row through linear layers of these sizes."""
+    return sum(2 * i * o for i, o in zip(sizes[:-1], sizes[1:]))
+
+
+def update_flops(policy: str, models: bool, S: int, A: int, hidden: list[int], K: int, n: int, B: int,
+                 E: int = 2) -> int:
+    """Matrix-product FLOPs of one SAC update (SPEC §3), counted from the network shapes.
+
+    Conventions: a forward pass of a network on one row costs its :func:`mlp_flops`; a backward
+    pass costs twice that when weight gradients are needed (input and weight gradients), once
+    when only the input gradient is (a frozen network); element-wise work is not counted.
+    direct: target ``V`` (actor and target ensemble forward on ``B`` next states), critic
+    forward and backward on ``B`` pairs, actor loss (actor forward and backward, critic forward
+    and input gradient). iterative: the unroll on ``2B`` states (batch and next states) with
+    ``K + 1`` estimates of ``J`` and ``∇_λ J`` from ``n`` samples through the target ensemble
+    (forward and input gradient) and ``K`` optimizer-network forward and backward passes, then
+    the critic; models (both): dynamics and reward networks forward and backward on ``B``
+    pairs, plus (iterative) the distilled direct network."""
+    q = E * mlp_flops([S + A, *hidden, 1])  # one (s, a) pair through every member
+    actor = mlp_flops([S, *hidden, 2 * A])
+    if policy == "direct":
+        total = B * (actor + q) + 3 * B * q + B * (3 * actor + 2 * q)
+    else:
+        opt_net = mlp_flops([S + 4 * A, *hidden, 4 * A])
+        total = (K + 1) * 2 * B * n * 2 * q + K * 2 * B * 3 * opt_net + 3 * B * q
+        if models:
+            total += 3 * B * actor  # the distilled direct network
+    if models:
+        total += 3 * B * (mlp_flops([S + A, *hidden, S]) + mlp_flops([S + A, *hidden, 1]))
+    return total
 
 
 # issue "Agents worth benchmarking": an iterative step may cost at most this many direct steps
