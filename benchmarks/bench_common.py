@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from optbench import backends
+
 ROOT = Path(__file__).resolve().parents[1]
 # what a benchmark measures: a change here makes a result stale (benchmarks/ itself excluded)
 CODE_PATHS = ("optbench", "suites")
@@ -66,7 +68,7 @@ def machine() -> dict:
         load = None
     return {"python": platform.python_version(), "torch": torch.__version__, "cpu": cpu, "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "loadavg": load,
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "backends": backends.state(),
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **git_state()}
 
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from optbench import backends
+
 from optbench.objectives.policy_objective import PolicyObjective
 from optbench.objectives.q_functions import QEnsemble
 from optbench.optimizers import make_optimizer, run_optimizer
@@ -202,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    backends.enable()  # as the command line does (recorded by machine())
     result: dict = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}}
     print("cmaes vs pycma ...", file=sys.stderr, flush=True)
     seeds = args.seeds[:1] if args.quick else args.seeds

@@ -62,6 +62,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from optbench import backends
+
 from bench_common import machine as common_machine
 
 RANDOM_STEPS = 5000
@@ -484,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    backends.enable()  # as the command line does (recorded by machine())
     out = Path(args.out)
     if not args.updates_only:
         try:

@@ -69,7 +69,9 @@ from typing import Callable
 
 import torch
 
-from optbench import onednn
+from optbench import backends
+
+from optbench.backends import onednn
 from optbench.objectives import policy_objective as po
 from optbench.objectives.distributions import sample_tanh_gaussian, split_params
 from optbench.objectives.q_functions import pessimistic_value_and_grad
@@ -210,7 +212,7 @@ PLAIN = "plain products (no oneDNN)"
 
 
 def plain_products(fn: Callable[[], object]) -> Callable[[], object]:
-    """``fn`` with :mod:`optbench.onednn` switched off: torch's batched products (MKL)."""
+    """``fn`` with :mod:`optbench.backends.onednn` switched off: torch's batched products (MKL)."""
     def run():
         onednn.ENABLED = False
         try:
@@ -484,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--update", action="store_true", help="keep the other parts' results already in --out")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    backends.enable()  # as the command line does (recorded by machine())
     result: dict = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}}
     if args.update and args.out.exists():  # the other part's results, with the machine they were measured on
         old = json.loads(args.out.read_text())

@@ -69,7 +69,7 @@ def scaling_machine(part: str) -> Callable[[dict], dict]:
 
 
 # the modules under every timed call: oneDNN products and the allocator setting
-KERNELS = ("optbench/onednn.py", "optbench/allocator.py")
+KERNELS = ("optbench/backends",)
 SOURCES = {
     "objective": Source("scaling (a)", "scaling.json", "objective", scaling_machine("objective"),
                         ("optbench/objectives", *KERNELS, "suites/mujoco-states"), f"{SCALING} objective"),

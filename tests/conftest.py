@@ -5,12 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
+from optbench.backends import onednn
 from optbench.objectives import PolicyObjective
 from optbench.objectives.analytic import AnalyticQ, solve_optimum
 
 # One thread: the tests share 2 cores with other work, and small element-wise kernels
 # slow down many-fold when OpenMP threads compete for a busy core.
 torch.set_num_threads(1)
+# The tests exercise oneDNN's products wherever this torch has them (as the command line uses
+# them on a CPU where they are faster), without the timing probe; tests of the plain path
+# switch it off themselves.
+onednn.ENABLED = onednn.kernel_available()
 
 
 def analytic_problem(profile: str, action_dim: int, alpha: float, n_states: int = 16, score_samples: int = 2000):

@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 import torch
 
-import optbench.onednn as onednn
+from optbench.backends import onednn
 from optbench.agents.checkpoint import load_checkpoint
 from optbench.agents.models import HALF_LOG_2PI
 from optbench.agents.networks import DirectActor, gated_update, soft_clamp

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import copy
 import math
-import platform
 
 import pytest
 import torch
 from torch import nn
 
-from optbench import allocator, onednn
+from optbench.backends import onednn
 from optbench.objectives import ModuleEnsemble, PolicyObjective, QEnsemble, pessimistic_value
 from optbench.objectives.q_functions import pessimistic_value_and_grad
 from optbench.objectives.analytic import AnalyticQ, exact_dimension_objective
@@ -278,9 +277,3 @@ def test_q_evaluated_in_pieces_gives_the_same_bits(B, P, n):
     for other in results[1:]:
         assert all(torch.equal(a, b) for a, b in zip(results[0][:-1], other[:-1]))
         assert other[-1] == results[0][-1]
-
-
-def test_objectives_keep_freed_memory_on_glibc():
-    """Constructing an objective asks glibc to keep freed heap mapped (optbench.allocator)."""
-    PolicyObjective(QEnsemble(3, 2, hidden=(8,)), torch.zeros(2, 3), 0.1)
-    assert allocator.keep_freed_memory() is (platform.libc_ver()[0] == "glibc")

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import optbench.onednn as onednn
+from optbench.backends import onednn
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -50,7 +50,7 @@ class GaussianMLP(nn.Module):
 
     def forward(self, x: Tensor, use_onednn: bool = False) -> Tensor:
         """``self.net(x)``; ``use_onednn``: the linear layers on oneDNN where it is usable (the
-        model loss of the SAC update, see :mod:`optbench.onednn`)."""
+        model loss of the SAC update, see :mod:`optbench.backends.onednn`)."""
         # = self.net(x), without per-module call overhead; activations in place on fresh outputs
         fast = use_onednn and onednn.usable(x)
         fresh = False

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import optbench.onednn as onednn
+from optbench.backends import onednn
 from optbench.objectives.distributions import join_params, split_params
 
 LOG_STD_MIN = -20.0
@@ -55,7 +55,7 @@ def _relu_trunk(trunk: nn.Sequential, x: Tensor, head: nn.Linear | None = None, 
     """``head(trunk(x))`` (or ``trunk(x)``) for a stack of ``Linear``/``ReLU`` modules: the same
     products, with the ReLUs applied in place to each fresh linear output and no per-module call
     overhead. ``use_onednn`` (the SAC update's batches): the products on oneDNN where it is
-    usable (:mod:`optbench.onednn`); acting and evaluation keep torch's default products."""
+    usable (:mod:`optbench.backends.onednn`); acting and evaluation keep torch's default products."""
     if use_onednn and onednn.usable(x):
         linears = list(trunk[0::2])  # the trunk is Linear, ReLU, Linear, ReLU, ...
         relus = [True] * len(linears)

@@ -38,7 +38,6 @@ from torch import Tensor
 from optbench.agents.checkpoint import optimizer_from_tensors, optimizer_to_tensors
 from optbench.agents.models import DynamicsModel, RewardModel, model_loss
 from optbench.agents.networks import DirectActor, IterativeOptimizerNet
-from optbench.allocator import keep_freed_memory
 from optbench.objectives.distributions import LOG2, sample_tanh_gaussian, split_params
 from optbench.objectives.policy_objective import soft_value_and_grad
 from optbench.objectives.q_functions import QEnsemble, pessimistic_value
@@ -82,7 +81,7 @@ time, 11 interleaved rounds, loaded machine, batches from a HalfCheetah-v5 repla
 so n = 2 now costs 6.0 direct updates with models (was 6.8 in the same run): still the
 budget's choice.
 
-Since then the update's matrix products run on oneDNN (:mod:`optbench.onednn`; same
+Since then the update's matrix products run on oneDNN (:mod:`optbench.backends.onednn`; same
 computation, 2x faster float32 products on this CPU than torch's default BLAS). Same
 benchmark against the commit before (e11e1cc), 11 rounds, load 4-5:
 
@@ -324,7 +323,6 @@ class SACAgent:
     def __init__(self, cfg: SACConfig, state_dim: int, action_dim: int, device: torch.device | str = "cpu"):
         self.cfg, self.state_dim, self.action_dim = cfg, state_dim, action_dim
         self.device = dev = torch.device(device)
-        keep_freed_memory()
         self.q = QEnsemble(state_dim, action_dim, cfg.hidden, cfg.ensemble_size)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         if cfg.policy == "direct":

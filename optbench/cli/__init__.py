@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the exact command, for records
     try:
+        from optbench import backends
+
+        backends.enable()  # the CPU back-ends this machine runs faster with (recorded in run.json)
         return int(args.func(args) or 0)
     except (UserError, OptimizerError, FileNotFoundError, ValueError) as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)

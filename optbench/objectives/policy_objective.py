@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from optbench.allocator import keep_freed_memory
 from optbench.objectives.distributions import kl_to_uniform, sample_tanh_gaussian, soft_value_grad, split_params
 from optbench.objectives.q_functions import QFunction, pessimistic_value, pessimistic_value_and_grad
 
@@ -129,9 +128,6 @@ class PolicyObjective:
         # Q-network evaluations behind one (s, a) value (1 for a plain ensemble; see EvalCounts)
         self.pair_cost = int(getattr(q, "q_evals_per_pair", 1))
         self.q_chunk_pairs = q_chunk_pairs
-        keep_freed_memory()  # ~2x faster gradient calls with glibc (see optbench.allocator)
-        if isinstance(q, torch.nn.Module):
-            q.requires_grad_(False)
 
     # ------------------------------------------------------------------ shapes
     @property
@@ -272,7 +268,7 @@ def _q_hat_and_action_grad(q: QFunction, states: Tensor, actions: Tensor, beta: 
                            ) -> tuple[Tensor, Tensor]:
     """``Q̂(states, actions [B, M, A])`` ``[B, M]`` and ``dQ̂/da`` ``[B, M, A]``."""
     B, M, _ = actions.shape
-    if not _pieced(q, chunk):
+    if not _pieced(q, chunk if chunk is not None else 1):  # a Q-function without the pieced interface
         with torch.enable_grad():
             a = actions.detach().requires_grad_(True)
             values = q(states, a)
@@ -281,9 +277,11 @@ def _q_hat_and_action_grad(q: QFunction, states: Tensor, actions: Tensor, beta: 
         return q_hat, grad_a
     hs = q.state_features(states)
     q_hat, grad_a = [], []
-    for s0, s1, m0, m1 in _pieces(B, M, chunk):
+    for s0, s1, m0, m1 in (_pieces(B, M, chunk) if chunk is not None else [(0, B, 0, M)]):
         values, vjp = q.forward_features_vjp(hs[:, s0:s1], actions[s0:s1, m0:m1])  # [E,b,m]
         v, grad_q = pessimistic_value_and_grad(values, beta)
         q_hat.append(v)
         grad_a.append(vjp(grad_q))
+    if len(q_hat) == 1:
+        return q_hat[0], grad_a[0]
     return _join_pieces(q_hat, B, M, chunk, dim=0), _join_pieces(grad_a, B, M, chunk, dim=0)

@@ -20,7 +20,7 @@ from typing import Callable, Protocol, Sequence, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from optbench import onednn
+from optbench.backends import onednn
 
 
 @runtime_checkable
@@ -89,7 +89,7 @@ class QEnsemble(nn.Module):
         own, so callers may evaluate a batch in pieces (see ``PolicyObjective``).
 
         With frozen weights (a policy objective's Q) on the CPU in float32, the products run on
-        oneDNN (:func:`optbench.onednn.split_ensemble`), about 2x faster than the batched
+        oneDNN (:func:`optbench.backends.onednn.split_ensemble`), about 2x faster than the batched
         products below on AVX-512 CPUs; the values differ from theirs in the last bits."""
         frozen = self._frozen_split(actions)
         if frozen is not None:
@@ -114,7 +114,7 @@ class QEnsemble(nn.Module):
     def forward_features_vjp(self, hs: Tensor, actions: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
         """``(values [E, B, M], vjp)`` of :meth:`forward_features` (no gradient to ``hs``), with
         ``vjp(dL/dvalues) = dL/dactions`` callable once: the policy objective's gradient. Frozen on
-        oneDNN it runs without autograd (:meth:`optbench.onednn.FrozenSplitEnsemble.vjp`)."""
+        oneDNN it runs without autograd (:meth:`optbench.backends.onednn.FrozenSplitEnsemble.vjp`)."""
         frozen = self._frozen_split(actions)
         if frozen is not None:
             return frozen.vjp(hs, actions)
@@ -124,8 +124,8 @@ class QEnsemble(nn.Module):
         return out.detach(), lambda grad: torch.autograd.grad(out, a, grad)[0]
 
     def _frozen_split(self, x: Tensor) -> onednn.FrozenSplitEnsemble | None:
-        """The frozen weights prepared for oneDNN, or None unless they are frozen (a policy
-        objective's Q) and oneDNN is usable for ``x``. Built again when a parameter changed (its
+        """The weights prepared for oneDNN, or None unless they are frozen (a policy objective's
+        Q, or any call without gradients) and oneDNN is usable for ``x``. Built again when a parameter changed (its
         storage or its version counter, which every in-place update bumps); kept outside the
         module (weakly keyed), so that copying or pickling the module is unaffected."""
         if not onednn.usable(x):
@@ -133,8 +133,8 @@ class QEnsemble(nn.Module):
         # the parameters in order, read from the lists' dicts: iterating a ParameterList (or
         # self.parameters()) costs ~10 µs, a few per cent of a policy objective's gradient call
         params = (*self.weights._parameters.values(), *self.biases._parameters.values())
-        if any(p.requires_grad for p in params):
-            return None
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            return None  # a Q being trained: its products, and its parameters' gradients, stay torch's
         key = tuple((p.data_ptr(), p._version) for p in params)
         cached = _FROZEN_SPLITS.get(self)
         if cached is None or cached[0] != key:
@@ -154,7 +154,7 @@ class QEnsemble(nn.Module):
         inputs (the direct actor's loss).
 
         ``[s, a]`` goes through layer 1 in one product: on oneDNN where it is usable
-        (:mod:`optbench.onednn`, one autograd node per call), else as batched products whose
+        (:mod:`optbench.backends.onednn`, one autograd node per call), else as batched products whose
         ReLUs run in place and whose last layer (one output unit) is a multiply-and-sum, which
         on the CPU is ~5x cheaper than a batched matrix-vector product and its backward (an
         outer product) ~10x cheaper."""

@@ -33,6 +33,8 @@ from abc import ABC, abstractmethod
 from collections import deque
 from typing import Any, Callable, Iterator, Sequence
 
+from optbench import backends
+
 TaskFn = Callable[[Any, Any, "Callable[[int], None] | None"], Any]
 EXECUTORS = ("inprocess", "processes", "ray")
 
@@ -103,13 +105,14 @@ class InProcessExecutor(Executor):
 _WORKER: dict[str, Any] = {}
 
 
-def _pool_init(context_blob: bytes, threads: int, sys_path: list[str]) -> None:
+def _pool_init(context_blob: bytes, threads: int, sys_path: list[str], backend_state: dict) -> None:
     for p in sys_path:
         if p not in sys.path:
             sys.path.append(p)
     import torch
 
     torch.set_num_threads(threads)
+    backends.apply(backend_state)  # the parent's back-ends: the same bits in every process
     _WORKER["context"] = pickle.loads(context_blob)
 
 
@@ -117,12 +120,13 @@ def _pool_call(fn: TaskFn, task: Any) -> Any:
     return fn(_WORKER["context"], task, None)
 
 
-def _ray_call(fn: TaskFn, context: Any, task: Any, threads: int) -> Any:
+def _ray_call(fn: TaskFn, context: Any, task: Any, threads: int, backend_state: dict) -> Any:
     import torch
 
     if _WORKER.get("threads") != threads:
         torch.set_num_threads(threads)
         _WORKER["threads"] = threads
+    backends.apply(backend_state)
     return fn(context, task, None)
 
 
@@ -162,7 +166,7 @@ class ProcessExecutor(Executor):
         from concurrent.futures import ProcessPoolExecutor
 
         return ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_pool_init,
-                                   initargs=(pickle.dumps(context), self.threads, list(sys.path)))
+                                   initargs=(pickle.dumps(context), self.threads, list(sys.path), backends.state()))
 
     def run(self, fn, context, tasks, *, local_hook=None):
         from concurrent.futures import FIRST_COMPLETED, wait
@@ -285,7 +289,7 @@ class RayExecutor(Executor):
             while queue or pending:
                 while queue and len(pending) < limit:
                     i = queue.popleft()
-                    pending[remote.remote(fn, context_ref, tasks[i], self.threads)] = i
+                    pending[remote.remote(fn, context_ref, tasks[i], self.threads, backends.state())] = i
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
                     i = pending.pop(ref)

@@ -26,6 +26,7 @@ from typing import Any, Iterator
 
 import torch
 
+from optbench import backends
 from optbench.optimizers.base import Trace
 
 FORMAT_VERSION = 1
@@ -90,7 +91,8 @@ def environment_info() -> dict[str, Any]:
     except (OSError, StopIteration):
         pass
     return {"python": platform.python_version(), "versions": versions, "platform": platform.platform(),
-            "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+            "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "backends": backends.state()}  # wall-clock figures depend on them
 
 
 class ResultsStore:

@@ -24,8 +24,9 @@ shapes, state-dict keys and checkpoints are those of the modules. Autograd sees 
 network evaluation (:class:`torch.autograd.Function`), whose backward pass computes only the
 gradients its inputs need (pass detached weights for a gradient w.r.t. the input alone).
 
-:func:`usable` says whether the path applies to a tensor (float32 on the CPU, oneDNN present
-and giving float32 results, probed once); callers keep their plain path for everything else.
+:func:`usable` says whether the path applies to a tensor (switched on by
+:func:`optbench.backends.enable`, float32 on the CPU, oneDNN present and giving float32 results,
+probed once); callers keep their plain path for everything else.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
-ENABLED = True  # False: :func:`usable` is always False (tests of the plain path)
+ENABLED = False  # switched on by optbench.backends.enable() (the command line), never by an import
 _probed: bool | None = None
 _packing_probed: bool | None = None
 
@@ -74,14 +75,20 @@ def _probe() -> bool:
         return False
 
 
-def usable(x: Tensor) -> bool:
-    """Whether the functions here apply to ``x`` (and parameters like it): float32 on the CPU."""
+def kernel_available() -> bool:
+    """Whether this torch has the oneDNN linear kernel on the CPU giving float32 products (probed once)."""
     global _probed
-    if not (ENABLED and x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.enabled):
-        return False
     if _probed is None:
         _probed = _probe()
     return _probed
+
+
+def usable(x: Tensor) -> bool:
+    """Whether the functions here apply to ``x`` (and parameters like it): switched on
+    (:func:`optbench.backends.enable`), float32 on the CPU, and the kernel available."""
+    if not (ENABLED and x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.enabled):
+        return False
+    return kernel_available()
 
 
 def _packing() -> bool:
