@@ -75,7 +75,7 @@ def import_plugins(names: list[str]) -> list[str]:
         try:
             _import_plugins(((module, root),))
         except ModuleNotFoundError as exc:
-            if exc.name is not None and module.startswith(exc.name):
+            if exc.name is not None and (exc.name == module or module.startswith(exc.name + ".")):
                 raise PluginError(f"plugin module {module!r} not found on sys.path or in {root}") from None
             raise PluginError(f"plugin {module!r} failed to import: {_first_line(exc)}") from None
         except Exception as exc:  # noqa: BLE001 - user code: any error, reported in one line
