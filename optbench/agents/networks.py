@@ -35,6 +35,21 @@ def soft_clamp(x: Tensor, lo: float = LOG_STD_MIN, hi: float = LOG_STD_MAX) -> T
     return lo + F.softplus(x - lo)
 
 
+def hard_clamp(x: Tensor, lo: float = LOG_STD_MIN, hi: float = LOG_STD_MAX) -> Tensor:
+    """``clamp(x, lo, hi)`` (Stable-Baselines3's actor)."""
+    return x.clamp(lo, hi)
+
+
+def tanh_rescale(x: Tensor, lo: float = LOG_STD_MIN, hi: float = LOG_STD_MAX) -> Tensor:
+    """``lo + ½ (hi − lo)(tanh(x) + 1)`` (CleanRL's actor, after SpinningUp)."""
+    return lo + 0.5 * (hi - lo) * (torch.tanh(x) + 1.0)
+
+
+# How a direct actor's raw log σ head becomes log σ (the package field ``log_std_transform``).
+LOG_STD_TRANSFORMS: dict[str, Callable[[Tensor, float, float], Tensor]] = {
+    "soft_clamp": soft_clamp, "clamp": hard_clamp, "tanh": tanh_rescale}
+
+
 def standardize(x: Tensor, eps: float = STANDARDIZE_EPS) -> Tensor:
     """Layer norm without affine over the last dim: ``(x − mean) / sqrt(var + eps)`` (population var)."""
     mean = x.mean(-1, keepdim=True)
@@ -74,13 +89,26 @@ def _relu_trunk(trunk: nn.Sequential, x: Tensor, head: nn.Linear | None = None, 
 
 
 class DirectActor(nn.Module):
-    """SAC actor: 2×256 ReLU trunk, linear heads for ``μ`` and ``log σ`` (soft-clamped)."""
+    """SAC actor: 2×256 ReLU trunk, linear heads for ``μ`` and ``log σ`` (soft-clamped).
+
+    ``log_std_transform`` maps the head's raw ``log σ`` into ``log_std_range`` (see
+    :data:`LOG_STD_TRANSFORMS`): optbench's own agents use ``"soft_clamp"``; imported agents
+    keep their library's parameterization (Stable-Baselines3: ``"clamp"`` to [−20, 2];
+    CleanRL: ``"tanh"`` onto [−5, 2]) so that the imported actor is the agent's own."""
 
     kind = "direct"
 
-    def __init__(self, state_dim: int, action_dim: int, hidden: Sequence[int] = (256, 256)):
+    def __init__(self, state_dim: int, action_dim: int, hidden: Sequence[int] = (256, 256),
+                 log_std_transform: str = "soft_clamp",
+                 log_std_range: Sequence[float] = (LOG_STD_MIN, LOG_STD_MAX)):
         super().__init__()
+        if log_std_transform not in LOG_STD_TRANSFORMS:
+            raise ValueError(f"unknown log_std_transform {log_std_transform!r}; known: {', '.join(LOG_STD_TRANSFORMS)}")
+        lo, hi = (float(x) for x in log_std_range)
+        if not lo < hi:
+            raise ValueError(f"log_std_range must be [min, max] with min < max, got {list(log_std_range)}")
         self.state_dim, self.action_dim, self.hidden = state_dim, action_dim, tuple(int(h) for h in hidden)
+        self.log_std_transform, self.log_std_range = log_std_transform, (lo, hi)
         self.trunk = mlp([state_dim, *self.hidden])
         self.trunk.append(nn.ReLU())
         self.head = nn.Linear(self.hidden[-1], 2 * action_dim)
@@ -92,11 +120,12 @@ class DirectActor(nn.Module):
         """``split_params(self(states))`` without joining and splitting again (``use_onednn``: see
         :func:`_relu_trunk`)."""
         mu, log_std = split_params(_relu_trunk(self.trunk, states, self.head, use_onednn))
-        return mu, soft_clamp(log_std)
+        return mu, LOG_STD_TRANSFORMS[self.log_std_transform](log_std, *self.log_std_range)
 
     def architecture(self) -> dict:
         return {"kind": self.kind, "state_dim": self.state_dim, "action_dim": self.action_dim,
-                "hidden": list(self.hidden), "activation": "relu", "log_std_range": [LOG_STD_MIN, LOG_STD_MAX]}
+                "hidden": list(self.hidden), "activation": "relu", "log_std_range": list(self.log_std_range),
+                "log_std_transform": self.log_std_transform}
 
 
 class IterativeOptimizerNet(nn.Module):

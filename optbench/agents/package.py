@@ -42,7 +42,7 @@ from optbench.agents.checkpoint import load_checkpoint
 from optbench.agents.envs import make_env
 from optbench.agents.evaluate import run_episodes
 from optbench.agents.models import DynamicsModel, RewardModel
-from optbench.agents.networks import DirectActor, IterativeOptimizerNet
+from optbench.agents.networks import LOG_STD_MAX, LOG_STD_MIN, DirectActor, IterativeOptimizerNet
 from optbench.objectives.policy_objective import PolicyObjective
 from optbench.objectives.q_functions import QEnsemble
 
@@ -65,6 +65,97 @@ def sha256_file(path: Path) -> str:
 
 
 # ---------------------------------------------------------------------- export
+def check_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
+    """The package directory to write: refused (one line) if it exists, is not empty and
+    ``overwrite`` is false."""
+    out = Path(out_dir).expanduser()
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise PackageError(f"{out} exists and is not empty (use --force to overwrite)")
+    return out
+
+
+def collect_states(policy, task: str, n_states: int, heldout: int, eval_episodes: int,
+                   seed: int) -> tuple[dict[str, torch.Tensor], list[float]]:
+    """On-policy states of ``policy(obs) -> action in [-1, 1]^A`` from deterministic episodes.
+
+    Episode ``i`` is reset with ``seed + i``; even episodes give the ``benchmark`` states,
+    odd ones the ``heldout`` states (disjoint episodes), each a random subset of its pool of
+    the requested size, with MuJoCo ``*_qpos``/``*_qvel`` and the ``*_episode`` index. Returns
+    the tensors of ``states.safetensors`` and the returns of the first ``eval_episodes``
+    episodes (the package's recorded evaluation)."""
+    if n_states < 1 or heldout < 1:
+        raise PackageError(f"--states and --heldout must be >= 1, got {n_states} and {heldout}")
+    torch.manual_seed(seed)
+    pools: dict[str, list] = {"benchmark": [], "heldout": []}
+    need = {"benchmark": n_states, "heldout": heldout}
+    returns: list[float] = []
+    ep = 0
+    env = make_env(task)
+    try:
+        while ep < eval_episodes or any(sum(len(r.states) for r in pools[k]) < need[k] for k in pools):
+            if ep >= MAX_STATE_EPISODES:
+                raise PackageError(f"could not collect {n_states}+{heldout} states in {MAX_STATE_EPISODES} episodes")
+            res = run_episodes(policy, task, 1, seed=seed + ep, record_states=True, env=env)
+            if ep < eval_episodes:
+                returns.append(res.returns[0])
+            res.episode_index = [ep] * len(res.states)
+            pools["benchmark" if ep % 2 == 0 else "heldout"].append(res)
+            ep += 1
+    finally:
+        env.close()
+    rng = np.random.default_rng(seed)
+    state_tensors: dict[str, torch.Tensor] = {}
+    for split, results in pools.items():
+        states = np.concatenate([np.stack(r.states) for r in results])
+        episode = np.concatenate([np.asarray(r.episode_index) for r in results])
+        idx = np.sort(rng.choice(len(states), size=need[split], replace=False))
+        state_tensors[split] = torch.as_tensor(states[idx], dtype=torch.float32)
+        state_tensors[f"{split}_episode"] = torch.as_tensor(episode[idx], dtype=torch.int64)
+        if results[0].qpos:
+            qpos = np.concatenate([np.stack(r.qpos) for r in results])
+            qvel = np.concatenate([np.stack(r.qvel) for r in results])
+            state_tensors[f"{split}_qpos"] = torch.as_tensor(qpos[idx], dtype=torch.float64)
+            state_tensors[f"{split}_qvel"] = torch.as_tensor(qvel[idx], dtype=torch.float64)
+    return state_tensors, returns
+
+
+def states_and_eval_doc(state_tensors: dict[str, torch.Tensor], returns: list[float], seed: int) -> dict:
+    """The ``eval`` and ``states`` entries of ``package.json`` for :func:`collect_states`' output."""
+    return {
+        "eval": {"episodes": len(returns), "mean": float(np.mean(returns)), "std": float(np.std(returns)),
+                 "returns": returns, "seed": seed, "deterministic": True},
+        "states": {"benchmark": len(state_tensors["benchmark"]), "heldout": len(state_tensors["heldout"]),
+                   "source": "deterministic evaluation episodes",
+                   "split": "episodes alternate: even -> benchmark, odd -> heldout (disjoint episodes)",
+                   "has_mujoco_state": "benchmark_qpos" in state_tensors},
+    }
+
+
+def f32_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU float32 contiguous copies of a state dict's tensors (what packages hold)."""
+    return {k: v.detach().to(device="cpu", dtype=torch.float32).contiguous() for k, v in sd.items()}
+
+
+def write_package(out_dir: str | Path, files: dict[str, dict[str, torch.Tensor]], doc: dict,
+                  overwrite: bool = False) -> Path:
+    """Write ``files`` (safetensors name -> tensors) and ``package.json`` (``doc`` plus the
+    files' checksums) into ``out_dir``, atomically: a ``.partial`` directory renamed into place."""
+    out = check_out_dir(out_dir, overwrite)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, tens in files.items():
+        save_file(tens, str(tmp / name))
+        os.chmod(tmp / name, 0o644)
+    doc = {**doc, "files": {name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
+                            for name in files}}
+    (tmp / "package.json").write_text(json.dumps(doc, indent=2) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
 def export_package(checkpoint: str | Path, out_dir: str | Path, *, n_states: int = 1000, heldout: int | None = None,
                    eval_episodes: int = 10, seed: int = 2024, task: str | None = None,
                    overwrite: bool = False, device: str | torch.device = "cpu") -> Path:
@@ -80,49 +171,13 @@ def export_package(checkpoint: str | Path, out_dir: str | Path, *, n_states: int
     tensors, meta = load_checkpoint(checkpoint, task=task)
     agent = agent_from_checkpoint(tensors, meta, device)
     cfg = agent.cfg
-    out = Path(out_dir).expanduser()
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise PackageError(f"{out} exists and is not empty (use --force to overwrite)")
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    check_out_dir(out_dir, overwrite)
 
     # -- states from deterministic evaluation episodes; even episodes -> benchmark, odd -> heldout
-    torch.manual_seed(seed)
     policy = lambda o: agent.act(o, deterministic=True)  # noqa: E731
-    pools: dict[str, list] = {"benchmark": [], "heldout": []}
-    need = {"benchmark": n_states, "heldout": heldout}
-    returns: list[float] = []
-    ep = 0
-    env = make_env(cfg.task)
-    while ep < eval_episodes or any(sum(len(r.states) for r in pools[k]) < need[k] for k in pools):
-        if ep >= MAX_STATE_EPISODES:
-            raise PackageError(f"could not collect {n_states}+{heldout} states in {MAX_STATE_EPISODES} episodes")
-        res = run_episodes(policy, cfg.task, 1, seed=seed + ep, record_states=True, env=env)
-        if ep < eval_episodes:
-            returns.append(res.returns[0])
-        res.episode_index = [ep] * len(res.states)
-        pools["benchmark" if ep % 2 == 0 else "heldout"].append(res)
-        ep += 1
-    env.close()
-    rng = np.random.default_rng(seed)
-    state_tensors: dict[str, torch.Tensor] = {}
-    for split, results in pools.items():
-        states = np.concatenate([np.stack(r.states) for r in results])
-        episode = np.concatenate([np.asarray(r.episode_index) for r in results])
-        idx = np.sort(rng.choice(len(states), size=need[split], replace=False))
-        state_tensors[split] = torch.as_tensor(states[idx], dtype=torch.float32)
-        state_tensors[f"{split}_episode"] = torch.as_tensor(episode[idx], dtype=torch.int64)
-        if results[0].qpos:
-            qpos = np.concatenate([np.stack(r.qpos) for r in results])
-            qvel = np.concatenate([np.stack(r.qvel) for r in results])
-            state_tensors[f"{split}_qpos"] = torch.as_tensor(qpos[idx], dtype=torch.float64)
-            state_tensors[f"{split}_qvel"] = torch.as_tensor(qvel[idx], dtype=torch.float64)
+    state_tensors, returns = collect_states(policy, cfg.task, n_states, heldout, eval_episodes, seed)
 
-    def f32(sd):
-        return {k: v.detach().to(device="cpu", dtype=torch.float32).contiguous() for k, v in sd.items()}
-
+    f32 = f32_state_dict
     files = {"q.safetensors": f32(agent.q.state_dict()), "states.safetensors": state_tensors}
     arch: dict = {"q": {"kind": "QEnsemble", "state_dim": agent.state_dim, "action_dim": agent.action_dim,
                         "hidden": list(agent.q.hidden), "ensemble_size": agent.q.ensemble_size, "activation": "relu",
@@ -141,9 +196,6 @@ def export_package(checkpoint: str | Path, out_dir: str | Path, *, n_states: int
         files["models.safetensors"] = f32({**{f"dynamics.{k}": v for k, v in agent.dynamics.state_dict().items()},
                                            **{f"reward.{k}": v for k, v in agent.reward.state_dict().items()}})
         arch["dynamics"], arch["reward"] = agent.dynamics.architecture(), agent.reward.architecture()
-    for name, tens in files.items():
-        save_file(tens, str(tmp / name))
-        os.chmod(tmp / name, 0o644)
     doc = {
         "format": FORMAT, "format_version": VERSION, "task": cfg.task, "policy": cfg.policy,
         "state_dim": agent.state_dim, "action_dim": agent.action_dim, "alpha": float(agent.alpha),
@@ -153,19 +205,10 @@ def export_package(checkpoint: str | Path, out_dir: str | Path, *, n_states: int
         "training": {"steps": int(meta["step"]), "updates": agent.updates, "episodes": int(meta["episodes"]),
                      "seed": cfg.seed, "config": cfg.to_dict(), "wall_time_s": float(meta.get("wall_time", 0.0)),
                      "eval_history": meta.get("eval_history", [])},
-        "eval": {"episodes": eval_episodes, "mean": float(np.mean(returns)), "std": float(np.std(returns)),
-                 "returns": returns, "seed": seed, "deterministic": True},
-        "states": {"benchmark": n_states, "heldout": heldout, "source": "deterministic evaluation episodes",
-                   "split": "episodes alternate: even -> benchmark, odd -> heldout (disjoint episodes)",
-                   "has_mujoco_state": "benchmark_qpos" in state_tensors},
-        "files": {name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size} for name in files},
+        **states_and_eval_doc(state_tensors, returns, seed),
         "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    (tmp / "package.json").write_text(json.dumps(doc, indent=2) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
+    return write_package(out_dir, files, doc, overwrite)
 
 
 # ---------------------------------------------------------------------- load
@@ -206,7 +249,7 @@ class AgentPackage:
 
     @property
     def name(self) -> str:
-        if self.is_optimizer_package:
+        if self.is_optimizer_package or "name" in self.meta:  # optimizer packages and imported agents
             return str(self.meta.get("name", self.path.name))
         t = self.meta["training"]
         return f"{self.task}-{self.meta['policy']}-s{t['seed']}"
@@ -355,7 +398,11 @@ def load_package(path: str | Path) -> AgentPackage:
     direct = iterative = dynamics = reward = None
     if "direct.safetensors" in files:
         da = arch["direct"]
-        direct = DirectActor(S, A, tuple(da["hidden"]))
+        try:  # imported agents keep their library's log σ parameterization (absent: optbench's own)
+            direct = DirectActor(S, A, tuple(da["hidden"]), log_std_transform=da.get("log_std_transform", "soft_clamp"),
+                                 log_std_range=da.get("log_std_range", (LOG_STD_MIN, LOG_STD_MAX)))
+        except (TypeError, ValueError) as exc:
+            raise PackageError(f"{doc_path}: direct architecture: {exc}") from None
         _load_module(direct, _read(root / "direct.safetensors"), "direct network", root / "direct.safetensors")
     if "iterative.safetensors" in files:
         ia = arch["iterative"]
@@ -373,7 +420,8 @@ def load_package(path: str | Path) -> AgentPackage:
     return AgentPackage(root, meta, q, states, direct, iterative, dynamics, reward, mj)
 
 
-__all__ = ["AgentPackage", "OPTIMIZER_FORMAT", "PackageError", "export_package", "load_package"]
+__all__ = ["AgentPackage", "OPTIMIZER_FORMAT", "PackageError", "check_out_dir", "collect_states", "export_package",
+           "f32_state_dict", "load_package", "states_and_eval_doc", "write_package"]
 
 # Loading a package makes its optimizers available by name ("direct", "iterative").
 import optbench.optimizers.amortized  # noqa: E402,F401

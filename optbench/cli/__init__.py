@@ -28,11 +28,12 @@ def set_threads(threads: int | None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from optbench.cli import agent_commands, analysis_commands, meta_commands, run_commands, study_commands
+    from optbench.cli import (agent_commands, analysis_commands, interop_commands, meta_commands, run_commands,
+                              study_commands)
 
     parser = argparse.ArgumentParser(prog="optbench", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (run_commands, agent_commands, meta_commands, analysis_commands, study_commands):
+    for module in (run_commands, agent_commands, meta_commands, analysis_commands, study_commands, interop_commands):
         module.add_parsers(sub)
     return parser
 

@@ -46,7 +46,11 @@ THREADS_HELP = ("torch CPU threads per process (default 1; more rarely pays at t
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a benchmark suite", description="Run every optimizer of a suite on its "
                        "objectives; results are stored (resumably) and summarized in tables and plots.")
-    p.add_argument("--suite", required=True, help="suite name (see `optbench list`) or path to a suite directory")
+    p.add_argument("--suite", help="suite name (see `optbench list`) or path to a suite directory")
+    p.add_argument("--objectives", type=_split_specs, help="instead of --suite: comma-separated objective package "
+                   "directories, run with the default optimizer set (the suite written is RUN/suite/suite.toml)")
+    p.add_argument("--plugin", action="append", default=[], help="a module (name or .py path) that registers "
+                   "optimizers with @optbench.optimizers.register; repeatable (see docs/bring-your-own.md)")
     p.add_argument("--optimizers", type=_split_specs, help="comma-separated suite labels or optimizer specs")
     p.add_argument("--iterations", type=int, help="iteration budget for every optimizer (overrides the suite)")
     p.add_argument("--seeds", type=_int_list, help="seeds, e.g. 0,1,2 or 0..9")
@@ -65,12 +69,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        "beside suite.toml.")
     p.add_argument("--suite", required=True, help="suite name or path to a suite directory")
     p.add_argument("--out", type=Path, help="run directory of the sweep (default: results/runs/SUITE-tuning-HASH)")
+    p.add_argument("--plugin", action="append", default=[], help="a module (name or .py path) that registers "
+                   "optimizers; repeatable")
     p.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     add_executor_options(p, what="cells")
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("list", help="list suites and optimizers")
+    p.add_argument("--plugin", action="append", default=[], help="also import this plugin module (repeatable)")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("show", help="print the tables of a stored run")
@@ -135,10 +142,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _check_device(args.device, local=args.executor != "ray")
     set_threads(args.threads)
-    suite = load_suite(args.suite)
+    load_plugins(args.plugin)
+    if (args.suite is None) == (args.objectives is None):
+        raise UserError("give either --suite S or --objectives PKG[,PKG...]")
+    out = args.out
+    if args.objectives is not None:
+        from optbench.suites.adhoc import write_adhoc_suite
+
+        directory, out = write_adhoc_suite(args.objectives, args.out)
+        suite = load_suite(str(directory.resolve()))
+    else:
+        suite = load_suite(args.suite)
     plan = plan_run(suite, optimizers=args.optimizers, iterations=args.iterations, seeds=args.seeds,
                     states=args.states, quick=args.quick, device=args.device)
-    out = args.out or plan.default_out()
+    out = out or plan.default_out()
     tic = time.perf_counter()
     store = _execute(plan, out, args)
     print_run(store, console)
@@ -149,6 +166,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_plugins(modules: list[str]) -> None:
+    """``--plugin`` modules (comma-separated or repeated) and installed ``optbench.optimizers``
+    entry points, imported before anything names an optimizer."""
+    from optbench.optimizers.plugins import import_plugins, load_entry_points
+
+    load_entry_points()
+    import_plugins([m.strip() for arg in modules for m in arg.split(",") if m.strip()])
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from optbench.runner.grid import plan_run
     from optbench.runner.store import atomic_write_json
@@ -157,6 +183,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     _check_device(args.device, local=args.executor != "ray")
     set_threads(args.threads)
+    load_plugins(args.plugin)
     suite = load_suite(args.suite)
     sweep = tuning_suite(suite)
     plan = plan_run(sweep, device=args.device)
@@ -182,6 +209,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     from optbench.optimizers import REGISTRY
     from optbench.suites.spec import available_suites, load_suite
+
+    load_plugins(args.plugin)
 
     t = Table(title="suites", title_justify="left")
     for col in ("name", "objectives", "optimizers", "description"):

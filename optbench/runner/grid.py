@@ -205,6 +205,9 @@ def _built_objective(ctx: GridContext, suite: Suite, settings: dict[str, Any], n
 
 
 def _import_plugins(plugins: tuple[tuple[str, str], ...]) -> None:
+    from optbench.optimizers.plugins import load_entry_points
+
+    load_entry_points(strict=False)  # installed plugins (the driver reported any that fail)
     for module, root in plugins:
         if module in _IMPORTED or module in sys.modules:
             _IMPORTED.add(module)
