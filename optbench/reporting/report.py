@@ -298,14 +298,17 @@ def fixed_target_markdown(run: RunData, objective: str, opts: ReportOptions) -> 
             "in iterations; ∞ = no success.*\n", _md_table(head, rows)]
     k = list(TABLE_TARGETS).index(0.9) if 0.9 in TABLE_TARGETS else len(TABLE_TARGETS) - 1
     f = TABLE_TARGETS[k]
-    head = ["optimizer", f"aRT Q-evals/state → {f:.0%}", f"aRT seconds → {f:.0%}", "Q-evals/state, whole budget",
-            "seconds, whole budget"]
+    head = ["optimizer", f"aRT Q-evals/state → {f:.0%}", f"aRT FLOPs/state → {f:.0%}", f"aRT seconds → {f:.0%}",
+            "Q-evals/state, whole budget", "seconds, whole budget"]
     rows = []
     for lab, rt in rts.items():
-        rows.append([lab, art_interval(rt, k, "q_evals", **bk).fmt(), art_interval(rt, k, "seconds", **bk).fmt(),
+        flops = art_interval(rt, k, "flops", **bk).fmt() if "flops" in rt.runtime else "n/a"
+        rows.append([lab, art_interval(rt, k, "q_evals", **bk).fmt(), flops, art_interval(rt, k, "seconds", **bk).fmt(),
                      bootstrap(rt.budget["q_evals"], "mean", **bk).fmt(), _g(float(rt.budget["seconds"].mean()))])
-    out += ["\n*Costs to the target: Q-evaluations per state (ledger / states) and wall-clock seconds of the lockstep "
-            "run (all states together, as it ran).*\n", _md_table(head, rows)]
+    out += ["\n*Costs to the target: Q-evaluations and network FLOPs per state (ledger / states; FLOPs counted from the "
+            "network shapes, n/a where the run did not record them) and wall-clock seconds of the lockstep run (all "
+            "states together, as it ran, warm-up excluded). Runtimes are interpolated log-linearly between scored "
+            "iterations and rounded up.*\n", _md_table(head, rows)]
     return "\n".join(out)
 
 
@@ -313,15 +316,18 @@ def plot_ecdfs(run: RunData, path: Path, targets=ECDF_TARGETS) -> Path:
     """One row per objective, columns: ECDF over (state, seed, target) against iterations,
     wall clock (lockstep run) and Q-evaluations per state."""
     colors = _colors(run.labels)
-    units = (("iterations", "iterations"), ("seconds", "wall clock of the lockstep run [s]"),
-             ("q_evals", "Q-evaluations per state"))
+    units = [("iterations", "iterations"), ("seconds", "wall clock of the lockstep run [s]"),
+             ("q_evals", "Q-evaluations per state")]
+    if any(g.flops is not None for g in run.groups.values()):
+        units.append(("flops", "network FLOPs per state"))
     n = len(run.objectives)
-    fig, axes = plt.subplots(n, 3, figsize=(15, 3.6 * n), squeeze=False)
+    fig, axes = plt.subplots(n, len(units), figsize=(5 * len(units), 3.6 * n), squeeze=False)
     for row, name in enumerate(run.objectives):
-        rts = fixed_target_runtimes(run, name, targets)
+        all_rts = fixed_target_runtimes(run, name, targets)
         _, known = run.reference(name)
         for col, (unit, xlabel) in enumerate(units):
             ax = axes[row, col]
+            rts = {lab: rt for lab, rt in all_rts.items() if unit in rt.runtime}  # optimizers that recorded the unit
             pos = [r.runtime[unit][np.isfinite(r.runtime[unit]) & (r.runtime[unit] > 0)] for r in rts.values()]
             pos += [r.budget[unit][r.budget[unit] > 0].ravel() for r in rts.values()]
             allpos = np.concatenate(pos) if pos else np.array([1.0])
@@ -740,7 +746,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, out_dir: str | Path | Non
                 delta = d.fmt()
             else:
                 delta = "—"
-            ms = lambda g: _g(1e3 * float(g.seconds[:, 1:].mean() if g.seconds.shape[1] > 1 else g.seconds.mean()), 3) if g is not None else "—"  # noqa: E731
+            ms = lambda g: _g(1e3 * float(g.steady_seconds().mean()), 3) if g is not None else "—"  # noqa: E731
             qe = lambda g: _g(float(g.q_evals.mean() / g.scores.shape[-1])) if g is not None else "—"  # noqa: E731
             rows.append([lab, ca.budget if ca is not None else "—", cb.budget if cb is not None else "—", fa, fb, delta,
                          ms(ca), ms(cb), qe(ca), qe(cb)])
