@@ -234,7 +234,7 @@ def r5_tables(store: ResultsStore) -> list[Table]:
     rows = 0
     for obj, groups in _per_objective(store):
         for g in groups:
-            if _kind(g) != "iterative":
+            if _kind(g).split("+")[-1] != "iterative":  # the iterative optimizer, from its own start or warm-started
                 continue
             curve = g.scores.mean(axis=(0, 2))
             after = curve[g.iterations >= 5]
