@@ -207,7 +207,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         t.add_row(name, "learned" if cls.amortized else "classical", doc)
     console.print(t)
-    console.print("nevergrad:NAME takes any optimizer of nevergrad's registry; scipy:METHOD any scipy.optimize.minimize method.")
+    console.print("nevergrad:NAME takes any optimizer of nevergrad's registry; scipy:METHOD any scipy.optimize.minimize method; "
+                  "direct+SPEC starts SPEC from the direct network's estimate (e.g. direct+adam, direct+iterative).")
     return 0
 
 
