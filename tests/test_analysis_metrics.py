@@ -145,8 +145,14 @@ def test_runtimes_follow_the_scored_schedule_and_art_counts_failures():
     start, ref = np.zeros(2), np.ones(2)
     # state 0 reaches 0.5 at scored iteration 5 (first scored point ≥ 0.5), state 1 never
     scores = np.array([[[0, 0], [0.2, 0.1], [0.6, 0.2], [0.95, 0.3]]], dtype=float)
-    rt = runtimes(_group(scores, [0, 1, 5, 20]), start, ref, targets=(0.5, 0.9))
+    rt = runtimes(_group(scores, [0, 1, 5, 20]), start, ref, targets=(0.5, 0.9), interpolate=False)
     assert rt.runtime["iterations"][:, 0].tolist() == [[5, 20], [math.inf, math.inf]]
+    # interpolated log-linearly between the bracketing scored points, rounded up to a whole iteration:
+    # 0.5 = 0.2 + 0.75·(0.6 − 0.2) at log t = 0.75·log 5 (t = 3.34 → 4); 0.9 at t = 5·4^(6/7) = 16.4 → 17
+    rt_i = runtimes(_group(scores, [0, 1, 5, 20]), start, ref, targets=(0.5, 0.9))
+    assert rt_i.runtime["iterations"][:, 0].tolist() == [[4, 17], [math.inf, math.inf]]
+    assert rt_i.runtime["q_evals"][0, 0].tolist() == [4 * 40 / 2, 17 * 40 / 2]  # cost at that iteration, per state
+    assert "flops" not in rt_i.runtime  # the cells recorded no FLOPs: the unit is unavailable
     # aRT: (5 + 20 budget of the failure) / 1 success
     art = average_runtime(rt.runtime["iterations"][None, :, :, 0], rt.budget["iterations"][None])
     assert art.tolist() == [25.0]

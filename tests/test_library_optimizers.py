@@ -128,7 +128,7 @@ def test_pycma_ledger_popsize_samples_states():
     estimate = obj.estimate
     obj.estimate = lambda lam, eps: calls.append(tuple(lam.shape) + tuple(eps.shape)) or estimate(lam, eps)
     popsize = 4 + int(3 * np.log(2 * A))  # pycma's default
-    trace = run_optimizer(make_optimizer("pycma"), obj, 5, seed=0)
+    trace = run_optimizer(make_optimizer("pycma"), obj, 5, seed=0, warmup=False)  # no warm-up call among the calls
     assert trace.q_evals == [popsize * N_SAMPLES * B] * 5
     assert trace.grad_evals == [0] * 5
     assert obj.counts.q_evals == 5 * popsize * N_SAMPLES * B
@@ -143,7 +143,7 @@ def test_nevergrad_ledger_batch_samples_states():
     calls = []
     estimate = obj.estimate
     obj.estimate = lambda lam, eps: calls.append(tuple(lam.shape) + tuple(eps.shape)) or estimate(lam, eps)
-    trace = run_optimizer(make_optimizer("nevergrad:TwoPointsDE(batch=7,samples=4)"), obj, 3, seed=0)
+    trace = run_optimizer(make_optimizer("nevergrad:TwoPointsDE(batch=7,samples=4)"), obj, 3, seed=0, warmup=False)
     assert trace.q_evals == [7 * 4 * B] * 3
     assert trace.grad_evals == [0] * 3
     assert obj.counts.q_evals == 3 * 7 * 4 * B
@@ -156,7 +156,7 @@ def test_nevergrad_sequential_optimizer_rounds():
     calls = []
     estimate = obj.estimate
     obj.estimate = lambda lam, eps: calls.append(tuple(lam.shape) + tuple(eps.shape)) or estimate(lam, eps)
-    trace = run_optimizer(make_optimizer("nevergrad:Cobyla(batch=5)"), obj, 30, seed=0)
+    trace = run_optimizer(make_optimizer("nevergrad:Cobyla(batch=5)"), obj, 30, seed=0, warmup=False)
     assert trace.q_evals == [5 * N_SAMPLES * B] * 30
     assert calls == [(B, 1, 2 * A, B, 1, N_SAMPLES, A)] * (5 * 30)
     assert (trace.scores[-1] > trace.scores[0] + 0.3).all()

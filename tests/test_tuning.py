@@ -51,9 +51,24 @@ def test_tune_sweeps_heldout_states_and_chooses_the_best_setting(tmp_path, capsy
     assert cmaes["settings"] == ["cmaes(samples=4,sigma0=0.3,popsize=6)", "cmaes(samples=4,sigma0=1.0,popsize=6)"]
     # a learning rate of 1e-4 barely moves in 8 steps: 0.1 must win, and the rule is the argmax
     assert adam["chosen"] == "adam(samples=4,lr=0.1)"
+    assert result["criterion"]["name"] == "anytime:q_evals" and "log q_evals" in result["criterion"]["description"]
     for g in result["grids"]:
-        assert g["chosen"] == max(g["settings"], key=lambda s: g["normalized_improvement"][s])
-        assert g["normalized_improvement"][g["chosen"]] == pytest.approx(1.0)  # one objective: its best
+        assert g["chosen"] == max(g["settings"], key=lambda s: g["score"][s])
+        assert g["per_objective"]["hopper"]["best"] == g["chosen"]  # one objective: the compromise is its best
+    # 0.1 is the largest step size swept: flagged at the grid's edge (and said so)
+    assert adam["at_edge"] == {"lr": "highest"}
+    assert "At the grid's edge" in (d / "tuning.md").read_text()
+    printed = capsys.readouterr().out
+    assert "grid's edge (highest lr)" in " ".join(printed.split())
+    assert 'spec = "adam(samples=4,lr=0.1)", label = "adam (tuned)"' in printed
+    # the fixed-budget criterion on the same sweep: J at iteration 8, the old rule
+    from optbench.runner.store import ResultsStore
+    from optbench.runner.tuning import select
+
+    fixed = select(ResultsStore.open_existing(tmp_path / "sweep"), load_suite(str(d)), "budget:8")
+    assert fixed["criterion"]["name"] == "budget:8"
+    for g in fixed["grids"]:
+        assert g["score"][g["chosen"]] == pytest.approx(1.0)  # one objective: its best normalized J is 1
     # the sweep ran on the held-out states, not the benchmark ones
     record = json.loads(next((tmp_path / "sweep" / "objectives").glob("*.json")).read_text())
     pkg = load_package(PACKAGE)
@@ -62,8 +77,6 @@ def test_tune_sweeps_heldout_states_and_chooses_the_best_setting(tmp_path, capsy
     start = np.asarray(record["start_scores"])
     np.testing.assert_allclose(start, held.score(held.initial_params()).numpy(), rtol=1e-5)
     assert not np.allclose(start, bench.score(bench.initial_params()).numpy(), rtol=1e-3)
-    out = capsys.readouterr().out
-    assert 'spec = "adam(samples=4,lr=0.1)", label = "adam (tuned)"' in out
     # resuming a finished sweep recomputes nothing and chooses the same
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "sweep" / "cells").glob("*.json")}
     assert main(["tune", "--suite", str(d), "--out", str(tmp_path / "sweep")]) == 0
@@ -113,3 +126,74 @@ def test_tuning_suite_without_tuning_table_is_refused():
 
     with pytest.raises(SuiteError, match="no \\[tuning\\]"):
         tuning_suite(load_suite("synthetic"))
+
+
+@pytest.mark.parametrize("criterion, message", [
+    ("budget:x", "needs an integer"), ("budget:9", "between 1 and the sweep's 8"), ("anytime:parsecs", "cost unit"),
+    ("fastest", "unknown tuning criterion"),
+])
+def test_bad_criterion_is_a_one_line_error_before_any_work(tmp_path, capsys, criterion, message):
+    d = write_suite(tmp_path, SUITE)
+    assert main(["tune", "--suite", str(d), "--out", str(tmp_path / "sweep"), "--criterion", criterion]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "sweep").exists()
+
+
+def _curve_group(name: str, curve: list[float], q_per_iteration: float, iterations: list[int]):
+    from optbench.metrics.summary import CellGroup
+
+    budget = iterations[-1]
+    scores = np.asarray(curve, dtype=float)[None, :, None]  # one seed, one state
+    return CellGroup("o", name, np.asarray(iterations), scores, np.full((1, budget), 0.01),
+                     np.full((1, budget), q_per_iteration), np.zeros((1, budget)), np.zeros((1, 1, 2)))
+
+
+def test_anytime_criterion_rewards_early_progress_and_cheap_iterations():
+    from optbench.runner.tuning import anytime_scores, budget_scores
+
+    its = [0, 1, 2, 4, 8]
+    # same final J; "early" gets there at once, "late" only at the end: anytime separates what budget:8 ties
+    early = _curve_group("early", [0, 1, 1, 1, 1], 10, its)
+    late = _curve_group("late", [0, 0, 0, 0, 1], 10, its)
+    assert budget_scores({"early": early, "late": late}, 0.0, 8) == {"early": 1.0, "late": 1.0}
+    scores = anytime_scores({"early": early, "late": late}, 0.0, "q_evals", "o")
+    # late: 0 until iteration 4, then linear in log cost to 1 at 8: half of the last third of log [10, 80]
+    assert scores["early"] == pytest.approx(1.0) and scores["late"] == pytest.approx(0.5 / 3, abs=2e-3)
+    # per Q-evaluation, a setting 10× cheaper per iteration with the same curve in iterations wins
+    cheap = _curve_group("cheap", [0, 0.5, 0.75, 0.9, 1], 1, its)
+    dear = _curve_group("dear", [0, 0.5, 0.75, 0.9, 1], 10, its)
+    by_q = anytime_scores({"cheap": cheap, "dear": dear}, 0.0, "q_evals", "o")
+    by_it = anytime_scores({"cheap": cheap, "dear": dear}, 0.0, "iterations", "o")
+    assert by_q["cheap"] > by_q["dear"] and by_it["cheap"] == pytest.approx(by_it["dear"])
+    with pytest.raises(SuiteError, match="record no flops"):
+        anytime_scores({"cheap": cheap}, 0.0, "flops", "o")
+
+
+def test_grid_edges_and_refused_settings():
+    from optbench.runner.tuning import at_edge, grid_settings
+    from optbench.suites.spec import Grid
+
+    grid = Grid("cem (tuned)", "cem", (("population", (10, 50, 100)), ("elites", (5, 20)), ("smoothing", (0.3,))))
+    valid, skipped = grid_settings(grid)
+    assert [k["setting"] for k in skipped] == ["cem(population=10,elites=20,smoothing=0.3)"] and "elites" in skipped[0]["reason"]
+    assert len(valid) == 5
+    assert at_edge(grid, "cem(population=50,elites=5,smoothing=0.3)") == {"elites": "lowest"}  # one value: no edge
+    assert at_edge(grid, "cem(population=100,elites=20,smoothing=0.3)") == {"population": "highest", "elites": "highest"}
+    assert at_edge(grid, "cem(population=50,elites=20,smoothing=0.3)") == {"elites": "highest"}
+
+
+def test_shipped_grids_reach_past_the_old_edges():
+    """mujoco-states' grids were extended where the last sweep chose an edge: Adam's step sizes reach 1,
+    CEM's populations go down to 10 (with fewer elites and more smoothing), CMA-ES's sigma0 lower."""
+    grids = {g.label: dict(g.axes) for g in load_suite("mujoco-states").tuning.grids}
+    assert max(grids["adam (tuned)"]["lr"]) >= 1.0
+    assert min(grids["cem (tuned)"]["population"]) <= 10 and min(grids["cem (tuned)"]["elites"]) <= 2
+    assert min(grids["cem (tuned)"]["smoothing"]) < 0.3 and min(grids["cmaes (tuned)"]["sigma0"]) < 0.1
+    # the settings the current tuning.json chose are still in the grids, so the suite stays consistent
+    from optbench.runner.tuning import grid_settings
+
+    suite = load_suite("mujoco-states")
+    result = json.loads((suite.directory / "tuning.json").read_text())
+    for g, chosen in zip(suite.tuning.grids, (x["chosen"] for x in result["grids"])):
+        assert chosen in grid_settings(g)[0]

@@ -71,6 +71,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="run directory of the sweep (default: results/runs/SUITE-tuning-HASH)")
     p.add_argument("--plugin", action="append", default=[], help="a module (name or .py path) that registers "
                    "optimizers; repeatable")
+    p.add_argument("--criterion", default="anytime",
+                   help="how settings are ranked: anytime (default: area under the normalized-J curve over log "
+                        "Q-evaluations), anytime:iterations, anytime:flops, or budget:N (normalized J at iteration N)")
     p.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     add_executor_options(p, what="cells")
@@ -178,7 +181,7 @@ def load_plugins(modules: list[str]) -> None:
 def cmd_tune(args: argparse.Namespace) -> int:
     from optbench.runner.grid import plan_run
     from optbench.runner.store import atomic_write_json
-    from optbench.runner.tuning import markdown, select, suite_lines, tuning_path, tuning_suite
+    from optbench.runner.tuning import markdown, parse_criterion, select, suite_lines, tuning_path, tuning_suite
     from optbench.suites.spec import load_suite
 
     _check_device(args.device, local=args.executor != "ray")
@@ -186,18 +189,24 @@ def cmd_tune(args: argparse.Namespace) -> int:
     load_plugins(args.plugin)
     suite = load_suite(args.suite)
     sweep = tuning_suite(suite)
+    criterion = parse_criterion(args.criterion, suite.tuning.iterations)  # a bad criterion fails before the sweep
     plan = plan_run(sweep, device=args.device)
     out = args.out or plan.default_out()
     store = _execute(plan, out, args)
-    result = select(store, suite)
+    result = select(store, suite, criterion)
     result["run"] = str(out)
     path = tuning_path(suite)
     atomic_write_json(path, result)
     path.with_suffix(".md").write_text(markdown(result))
+    console.print(f"criterion {criterion.name}: {criterion.describe()}", highlight=False)
     for g in result["grids"]:
         console.print(f"[bold]{g['label']}[/]: chosen [cyan]{g['chosen']}[/] "
-                      f"(normalized improvement {g['normalized_improvement'][g['chosen']]:.3f}); per objective: "
-                      + ", ".join(f"{o}: {s}" for o, s in g["best_per_objective"].items()), highlight=False)
+                      f"(score {g['score'][g['chosen']]:.3f}); per objective: "
+                      + ", ".join(f"{o}: {p['best']}" for o, p in g["per_objective"].items()), highlight=False)
+        if g["at_edge"]:
+            console.print(f"[yellow]warning:[/] {g['label']}: the chosen setting is at the grid's edge ("
+                          + ", ".join(f"{side} {axis}" for axis, side in g["at_edge"].items())
+                          + "); extend the grid in suite.toml", highlight=False)
     console.print(f"wrote {path} and {path.with_suffix('.md')}; suite.toml entries for the chosen settings:")
     for line in suite_lines(result):
         console.print("    " + line, highlight=False, markup=False)
@@ -227,7 +236,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         t.add_row(name, "learned" if cls.amortized else "classical", doc)
     console.print(t)
-    console.print("nevergrad:NAME takes any optimizer of nevergrad's registry; scipy:METHOD any scipy.optimize.minimize method.")
+    console.print("nevergrad:NAME takes any optimizer of nevergrad's registry; scipy:METHOD any scipy.optimize.minimize method; "
+                  "direct+SPEC starts SPEC from the direct network's estimate (e.g. direct+adam, direct+iterative).")
     return 0
 
 

@@ -9,13 +9,16 @@ Conventions (per objective):
 * A target is a fraction ``f`` of the way from ``J_start`` to ``J_ref``: it is reached when
   the normalized score ``(J − J_start)/(J_ref − J_start) ≥ f``. Where ``J_ref = J_start``
   (nothing improved on the start) a target is reached when ``J ≥ J_ref``.
-* A run is one (seed, state) pair. Its **runtime** to a target is the first *scored*
-  iteration at which the target is reached (``inf`` if never within the budget), measured
-  in iterations, in wall-clock seconds of the lockstep run (all states of the objective
-  together, as the optimizer really ran: ``cumsum(seconds)`` up to that iteration), and in
-  Q-evaluations per state (the run's ledger divided by the number of states). Runs scored
-  on a log schedule resolve runtimes only to the scored iterations: a target first met
-  between two scored iterations is attributed to the later one (an upper bound).
+* A run is one (seed, state) pair. Its **runtime** to a target is the iteration at which the
+  target is first reached (``inf`` if never within the budget): between the last scored
+  iteration below the target and the first at or above it, placed by linear interpolation of
+  ``J`` in log(iteration) and rounded up (:func:`optbench.metrics.summary.first_crossing`;
+  with ``interpolate=False``, the first scored iteration, an upper bound on a log schedule).
+  It is measured in iterations, in wall-clock seconds of the lockstep run (all states of the
+  objective together, as the optimizer really ran, warm-up excluded: the cumulative seconds up
+  to that iteration), in Q-evaluations per state (the run's ledger divided by the number of
+  states) and in network FLOPs per state (when the cells recorded them); a start the optimizer
+  computed itself (a warm start) counts its cost.
 * **aRT** (average runtime, COCO): the summed runtime of all runs, unsuccessful runs
   counting their whole budget, divided by the number of successful runs (``inf`` if none).
 * **ECDF**: for a runtime budget ``x``, the share of (seed, state, target) triples whose
@@ -33,11 +36,11 @@ from typing import Iterable
 import numpy as np
 
 from optbench.metrics.bootstrap import Interval, bootstrap
-from optbench.metrics.summary import CellGroup, normalized
+from optbench.metrics.summary import CellGroup, iterations_to_target, normalized
 
 ECDF_TARGETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 TABLE_TARGETS = (0.5, 0.9, 0.99)
-UNITS = ("iterations", "seconds", "q_evals")
+UNITS = ("iterations", "seconds", "q_evals", "flops")  # "flops" only where the cells recorded them
 
 
 @dataclass
@@ -63,35 +66,16 @@ class Runtimes:
         return np.isfinite(self.runtime["iterations"])
 
 
-def reached_mask(scores: np.ndarray, start: np.ndarray, ref: np.ndarray, target: float) -> np.ndarray:
-    """Where the scores (last axis: states) reach ``target`` (see module docstring)."""
-    norm = normalized(scores, start, ref)
-    degenerate = np.abs(ref - start) < 1e-12
-    with np.errstate(invalid="ignore"):
-        return np.where(degenerate, scores >= ref, norm >= target)
-
-
 def runtimes(group: CellGroup, start: np.ndarray, ref: np.ndarray,
-             targets: Iterable[float] = ECDF_TARGETS) -> Runtimes:
-    """Runtime of every (state, seed) run of ``group`` to each target, in every unit."""
+             targets: Iterable[float] = ECDF_TARGETS, interpolate: bool = True) -> Runtimes:
+    """Runtime of every (state, seed) run of ``group`` to each target, in every recorded unit."""
     targets = np.asarray(list(targets), dtype=np.float64)
     R, T, B = group.scores.shape
-    cum_s = np.concatenate([np.zeros((R, 1)), np.cumsum(group.seconds, axis=1)], axis=1)  # [R, budget+1]
-    cum_q = np.concatenate([np.zeros((R, 1)), np.cumsum(group.q_evals, axis=1)], axis=1) / B
-    its = group.iterations.astype(int)
-    out = {u: np.full((B, R, len(targets)), np.inf) for u in UNITS}
-    for k, f in enumerate(targets):
-        hit = reached_mask(group.scores, start, ref, f)  # [R,T,B]
-        ever = hit.any(1)  # [R,B]
-        first = hit.argmax(1)  # [R,B] scored index
-        t = its[first]  # [R,B] iteration
-        rows = np.arange(R)[:, None]
-        out["iterations"][:, :, k] = np.where(ever, t, np.inf).T
-        out["seconds"][:, :, k] = np.where(ever, cum_s[rows, t], np.inf).T
-        out["q_evals"][:, :, k] = np.where(ever, cum_q[rows, t], np.inf).T
-    budget = {"iterations": np.full((B, R), float(group.budget)),
-              "seconds": np.broadcast_to(cum_s[:, -1], (B, R)).copy(),
-              "q_evals": np.broadcast_to(cum_q[:, -1], (B, R)).copy()}
+    units = [u for u in UNITS if group.has_unit(u)]
+    its = np.stack([iterations_to_target(group, start, ref, f, interpolate) for f in targets], axis=-1)  # [R,B,K]
+    out = {u: np.moveaxis(group.run_costs(u, its), 0, 1) for u in units}  # [B,R,K]
+    last = np.full((R,), float(group.budget))
+    budget = {u: np.broadcast_to(group.run_costs(u, last), (B, R)).copy() for u in units}
     final = normalized(group.scores[:, -1], start, ref).T  # [B,R]
     return Runtimes(group.optimizer, targets, out, budget, final)
 
@@ -151,5 +135,5 @@ def ecdf_steps(runtime: np.ndarray, upto: float) -> tuple[np.ndarray, np.ndarray
 
 
 __all__ = ["ECDF_TARGETS", "TABLE_TARGETS", "UNITS", "Runtimes", "anytime_interval", "art_interval",
-           "average_runtime", "ecdf", "ecdf_steps", "final_norm_interval", "reached_mask", "runtimes",
+           "average_runtime", "ecdf", "ecdf_steps", "final_norm_interval", "runtimes",
            "success_interval"]

@@ -20,10 +20,13 @@ from optbench.optimizers.base import PolicyOptimizer, register
 class Adam(PolicyOptimizer):
     """Adam on ``λ = (μ, log σ)``. Paper setting: ``lr=0.01``, ``samples=10``."""
 
+    label_always = ("lr", "samples")  # betas appear in the label only when not the default
+
     def __init__(self, lr: float = 0.01, samples: int = 10, betas: tuple[float, float] = (0.9, 0.999)):
         if lr <= 0 or samples < 1:
             raise ValueError("adam needs lr > 0 and samples >= 1")
-        super().__init__(lr=lr, samples=samples)
+        if len(tuple(betas)) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ValueError("adam needs two betas in [0, 1)")
         self.lr, self.samples, self.betas = lr, samples, tuple(betas)
 
     def iterate(self, objective: PolicyObjective, start: Tensor, iterations: int,

@@ -21,6 +21,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor
 
+from optbench.objectives.cost import module_forward_flops
 from optbench.objectives.policy_objective import PolicyObjective
 from optbench.optimizers.base import Iterate, OptimizerError, PolicyOptimizer, register
 from optbench.optimizers.unroll import Unroll
@@ -44,6 +45,12 @@ def _provenance(pkg) -> dict[str, Any]:
     return {"agent": pkg.name, "trained_by": pkg.trained_by, "trained_on": pkg.trained_on}
 
 
+def _network_flops(net: torch.nn.Module, states: int) -> float | None:
+    """The forward FLOPs of a learned optimizer's network for ``states`` rows (from its layer shapes)."""
+    per_row = module_forward_flops(net)
+    return None if per_row is None else float(per_row * states)
+
+
 def _check_dims(name: str, net, objective: PolicyObjective) -> None:
     if (net.state_dim, net.action_dim) != (objective.state_dim, objective.action_dim):
         raise OptimizerError(f"{name} network expects {net.state_dim}-dim states and {net.action_dim}-dim actions, "
@@ -56,9 +63,10 @@ class DirectAmortized(PolicyOptimizer):
 
     amortized = True
     stochastic = False
+    one_shot = True
+    not_settings = ("network",)
 
     def __init__(self, network, **settings: Any):
-        super().__init__(**settings)
         if network is None:
             raise OptimizerError("the package has no direct network (iterative agents have one only if trained with models)")
         self.network = network
@@ -78,9 +86,9 @@ class DirectAmortized(PolicyOptimizer):
         net = self.network.to(objective.device)
         with torch.no_grad():
             lam = net(objective.states.to(torch.float32)).to(objective.states.dtype)
-        yield Iterate(lam, q_evals=0, grad_evals=0)
+        yield Iterate(lam, q_evals=0, grad_evals=0, network_flops=_network_flops(net, objective.batch_size))
         for _ in range(iterations - 1):
-            yield Iterate(lam, seconds=0.0, q_evals=0, grad_evals=0)
+            yield Iterate(lam, seconds=0.0, q_evals=0, grad_evals=0, network_flops=0.0)
 
 
 @register("iterative")
@@ -95,10 +103,11 @@ class IterativeAmortized(PolicyOptimizer):
 
     amortized = True
     stochastic = True
+    label_always = ("samples", "iterations_trained", "start")
+    not_settings = ("network",)
 
     def __init__(self, network, samples: int = 10, iterations_trained: int | None = None, start: str = "network",
                  **settings: Any):
-        super().__init__(samples=samples, iterations_trained=iterations_trained, start=start, **settings)
         if network is None:
             raise OptimizerError("the package has no iterative network (it was exported from a direct agent)")
         if int(samples) < 1:
@@ -106,6 +115,10 @@ class IterativeAmortized(PolicyOptimizer):
         if start not in ("network", "given"):
             raise OptimizerError(f"start must be 'network' or 'given', got {start!r}")
         self.network, self.samples, self.start = network, int(samples), start
+        self.iterations_trained = None if iterations_trained is None else int(iterations_trained)
+
+    def trained_budget(self) -> int | None:
+        return self.iterations_trained
 
     @classmethod
     def from_settings(cls, kwargs: dict[str, Any], context: dict[str, Any]) -> "IterativeAmortized":
@@ -129,8 +142,9 @@ class IterativeAmortized(PolicyOptimizer):
 
         unroll = Unroll(net, objective.states, value_and_grad,
                         start=None if self.start == "network" else start.to(objective.states.dtype))
+        flops = _network_flops(net, objective.batch_size)
         for _ in range(iterations):
-            yield unroll.step()
+            yield Iterate(unroll.step(), network_flops=flops)
 
 
 __all__ = ["DirectAmortized", "IterativeAmortized"]

@@ -14,6 +14,8 @@ Optimizers are registered by name (``@register("adam")``) and built from a spec 
 from __future__ import annotations
 
 import ast
+import functools
+import inspect
 import re
 import time
 from abc import ABC, abstractmethod
@@ -23,6 +25,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import Tensor
 
+from optbench.objectives.cost import q_cost
 from optbench.objectives.policy_objective import PolicyObjective
 
 
@@ -33,20 +36,79 @@ class OptimizerError(ValueError):
 @dataclass
 class Iterate:
     """One iteration's result. Optimizers that run ahead of the driver (scipy) report their
-    own per-iteration seconds and counts; otherwise the driver measures them."""
+    own per-iteration seconds and counts; otherwise the driver measures them.
+    ``network_flops`` is the FLOPs of the optimizer's own network in this iteration, all states
+    together (a learned optimizer's forward passes; :mod:`optbench.objectives.cost`); the
+    Q-network FLOPs are counted by the driver from the objective's ledger."""
 
     params: Tensor
     seconds: float | None = None
     q_evals: int | None = None
     grad_evals: int | None = None
+    network_flops: float | None = None
+
+
+def _as_comparable(v: Any) -> Any:
+    """Lists and tuples compare alike (a TOML list against a tuple default)."""
+    return tuple(_as_comparable(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    try:
+        return bool(_as_comparable(a) == _as_comparable(b))
+    except Exception:  # noqa: BLE001 - values without a truthy ==, e.g. arrays: never "the default"
+        return False
+
+
+def _recording(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a subclass's ``__init__`` so the outermost constructor call records the settings.
+
+    The arguments are bound to the constructor's signature with its defaults applied, so a result
+    says exactly what ran, including every default (as ``torch.optim`` keeps ``defaults``);
+    ``super().__init__`` calls of parent classes find the settings recorded and leave them alone."""
+    sig = inspect.signature(init)
+
+    @functools.wraps(init)
+    def recording_init(self: "PolicyOptimizer", *args: Any, **kwargs: Any) -> None:
+        if "_settings" not in self.__dict__:
+            bound = sig.bind(self, *args, **kwargs)  # a TypeError for an unknown setting, as the call would
+            settings: dict[str, Any] = {}
+            defaults: dict[str, Any] = {}
+            for i, (name, param) in enumerate(sig.parameters.items()):
+                if i == 0 or name in type(self).not_settings or param.kind is param.VAR_POSITIONAL:
+                    continue
+                if param.kind is param.VAR_KEYWORD:
+                    settings.update(bound.arguments.get(name, {}))
+                    continue
+                if param.default is not param.empty:
+                    defaults[name] = param.default
+                if name in bound.arguments:
+                    settings[name] = bound.arguments[name]
+                elif param.default is not param.empty:
+                    settings[name] = param.default
+            self._settings, self.defaults = settings, defaults
+        init(self, *args, **kwargs)
+
+    return recording_init
 
 
 class PolicyOptimizer(ABC):
     """Base class of every optimizer.
 
     Subclasses set ``name`` (the registry key, filled in by :func:`register`) and implement
-    :meth:`iterate`. Settings are keyword arguments of ``__init__`` and are recorded by
-    :meth:`settings` so a result always says exactly what ran.
+    :meth:`iterate`. Settings are the keyword arguments of ``__init__``: the base class records
+    them from the constructor's signature, defaults included (:meth:`settings`, and
+    :attr:`defaults` for the signature's defaults), so a result always says exactly what ran;
+    a subclass never passes its settings on by hand. A constructor may still correct a recorded
+    value (``self._settings[key] = canonical``) or drop one that does not apply.
+
+    :meth:`label` is the canonical spec string: the name, then the settings in :attr:`label_always`
+    and every other setting whose value differs from its default (so adding a setting with a default
+    leaves the labels of existing results unchanged). Class attributes that shape it:
+
+    * ``label_always``: settings named in the label even at their default value;
+    * ``name_settings``: settings that are part of the name (``nevergrad:NGOpt``), not of its arguments;
+    * ``not_settings``: constructor arguments that are not settings (a network object).
 
     ``amortized`` optimizers (direct, iterative) own a network, may be trained, and
     take their start from it rather than from ``λ₀``.
@@ -55,17 +117,46 @@ class PolicyOptimizer(ABC):
     name: str = "?"
     amortized: bool = False
     stochastic: bool = True
+    one_shot: bool = False  # its estimate is final after one iteration (direct): usable as a warm start
+    label_always: tuple[str, ...] = ()
+    name_settings: tuple[str, ...] = ()
+    not_settings: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _recording(cls.__dict__["__init__"])  # type: ignore[method-assign]
 
     def __init__(self, **settings: Any):
-        self._settings = settings
+        if "_settings" not in self.__dict__:  # a subclass without its own constructor
+            self._settings, self.defaults = dict(settings), {}
+
+    @classmethod
+    def from_settings(cls, kwargs: dict[str, Any], context: dict[str, Any]) -> "PolicyOptimizer":
+        """Build from a spec's settings and a suite's ``context`` (e.g. the objective's ``package``).
+
+        The default ignores the context; optimizers that load something (a network) override it."""
+        return cls(**kwargs)
 
     def settings(self) -> dict[str, Any]:
+        """Every setting this optimizer runs with (defaults included)."""
         return dict(self._settings)
 
     def label(self) -> str:
-        """Canonical spec string, e.g. ``adam(lr=0.01,samples=10)``."""
-        args = ",".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in sorted(self._settings.items()))
+        """Canonical spec string, e.g. ``adam(lr=0.01,samples=10)`` or ``adam(betas=(0.5, 0.9),lr=0.01,samples=10)``."""
+        shown = {k: v for k, v in self._settings.items() if k not in self.name_settings and (
+            k in self.label_always or k not in self.defaults or not _same_value(v, self.defaults[k]))}
+        args = ",".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in sorted(shown.items()))
         return f"{self.name}({args})" if args else self.name
+
+    def initial_estimate(self, objective: PolicyObjective) -> "Iterate | None":
+        """The optimizer's own start ``λ₀`` (a warm start, with the cost of computing it), or ``None``
+        to start from the driver's ``λ₀``."""
+        return None
+
+    def trained_budget(self) -> int | None:
+        """The iteration budget a learned optimizer was trained for (``None``: not trained for one)."""
+        return None
 
     @abstractmethod
     def iterate(self, objective: PolicyObjective, start: Tensor, iterations: int,
@@ -87,12 +178,13 @@ def register(name: str) -> Callable[[type[PolicyOptimizer]], type[PolicyOptimize
     return deco
 
 
-_SPEC = re.compile(r"^\s*(?P<name>[A-Za-z_][\w\-]*)(?::(?P<method>[\w\-.]+))?\s*(?:\((?P<args>.*)\))?\s*$")
+_SPEC = re.compile(r"^\s*(?P<name>[A-Za-z_][\w\-]*(?:\+[A-Za-z_][\w\-]*)?)(?::(?P<method>[\w\-.]+))?\s*(?:\((?P<args>.*)\))?\s*$")
 
 
 def parse_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
     """``"cem(population=100,elites=10)"`` -> ``("cem", None, {...})``;
-    ``"scipy:L-BFGS-B"`` -> ``("scipy", "L-BFGS-B", {})``."""
+    ``"scipy:L-BFGS-B"`` -> ``("scipy", "L-BFGS-B", {})``; a warm start ``"direct+adam(lr=0.1)"``
+    -> ``("direct+adam", None, {"lr": 0.1})`` (the settings are the second optimizer's)."""
     m = _SPEC.match(spec)
     if not m:
         raise OptimizerError(f"malformed optimizer spec {spec!r} (expected NAME, NAME:METHOD or NAME(key=value,...))")
@@ -117,23 +209,103 @@ def make_optimizer(spec: str | dict[str, Any], **context: Any) -> PolicyOptimize
     """Build an optimizer from a spec string or a ``{"name": ..., **settings}`` mapping.
 
     ``context`` carries things a suite provides (e.g. the package an amortized optimizer
-    loads its network from); optimizers that do not take them ignore them.
+    loads its network from); optimizers that do not take them ignore them. A name
+    ``FIRST+SECOND`` (``direct+adam``) builds a :class:`WarmStart`: ``SECOND`` with its settings,
+    started from the estimate of the one-shot optimizer ``FIRST``.
     """
     if isinstance(spec, dict):
         spec = dict(spec)
         name, method, kwargs = spec.pop("name"), spec.pop("method", None), spec
     else:
         name, method, kwargs = parse_spec(spec)
-    if name not in REGISTRY:
-        known = ", ".join(sorted(REGISTRY))
-        raise OptimizerError(f"unknown optimizer {name!r}; known: {known}")
-    cls = REGISTRY[name]
+    if "+" in name:
+        first, second = name.split("+", 1)
+        return WarmStart.build(first, second, method, kwargs, context)
+    cls = _registered(name)
     if method is not None:
         kwargs["method"] = method
     try:
-        return cls.from_settings(kwargs, context) if hasattr(cls, "from_settings") else cls(**kwargs)
+        return cls.from_settings(kwargs, context)
     except TypeError as exc:
         raise OptimizerError(f"bad settings for optimizer {name!r}: {exc}") from None
+
+
+def _registered(name: str) -> type[PolicyOptimizer]:
+    if name not in REGISTRY:
+        known = ", ".join(sorted(REGISTRY))
+        raise OptimizerError(f"unknown optimizer {name!r}; known: {known} (and FIRST+SECOND warm starts, e.g. direct+adam)")
+    return REGISTRY[name]
+
+
+def spec_needs_context(spec: str) -> bool:
+    """Whether building ``spec`` needs a suite's context (an amortized optimizer's package), so it can
+    only be built once its objective is known. Unknown names: ``False`` (building reports them)."""
+    name = parse_spec(spec)[0]
+    return any(part in REGISTRY and REGISTRY[part].amortized for part in name.split("+"))
+
+
+class WarmStart(PolicyOptimizer):
+    """``FIRST+SECOND``: the optimizer ``SECOND`` started from the estimate of the one-shot ``FIRST``.
+
+    ``direct+adam(lr=0.03)`` is Adam refining the SAC actor's output, the natural rival of a learned
+    optimizer ("the actor's output refined by a few classical steps"); ``direct+iterative`` is the
+    iterative amortized optimizer started from the direct network's estimate instead of its own
+    ``λ₀``. Iteration 0 of a run is ``FIRST``'s estimate (scored like every start); its cost (the
+    network's forward pass) is the run's start cost, and iterations 1..N are ``SECOND``'s own, with
+    ``SECOND``'s settings. The label is ``FIRST+`` followed by ``SECOND``'s label; the recorded
+    settings are ``SECOND``'s, plus ``warm_start``: ``FIRST``'s settings.
+    """
+
+    not_settings = ("first", "second")
+
+    def __init__(self, first: PolicyOptimizer, second: PolicyOptimizer):
+        if not first.one_shot:
+            raise OptimizerError(f"a warm start needs a one-shot optimizer before '+' (e.g. direct), got {first.name!r}")
+        self.first, self.second = first, second
+        self.name = f"{first.name}+{second.name}"
+        self.amortized, self.stochastic = second.amortized, second.stochastic
+        self.label_always, self.name_settings = second.label_always, (*second.name_settings, "warm_start")
+        self._settings = {**second.settings(), "warm_start": first.settings()}
+        self.defaults = dict(second.defaults)
+
+    @classmethod
+    def build(cls, first: str, second: str, method: str | None, kwargs: dict[str, Any],
+              context: dict[str, Any]) -> "WarmStart":
+        """``first`` from the context alone (its package may be given as the ``package`` setting), ``second``
+        from the spec's settings; a second optimizer with a ``start`` setting (iterative) is told to start
+        from the given estimate."""
+        second_cls = _registered(second)
+        kwargs = dict(kwargs)
+        first_context = dict(context)
+        if "package" in kwargs:
+            first_context["package"] = kwargs["package"]
+            if not second_cls.amortized:
+                kwargs.pop("package")
+        if "start" in inspect.signature(second_cls.__init__).parameters:
+            if kwargs.setdefault("start", "given") != "given":
+                raise OptimizerError(f"{first}+{second} starts {second} from {first}'s estimate: start must be 'given'")
+        spec_second = format_spec(second, method, kwargs)
+        return cls(make_optimizer(first, **first_context), make_optimizer(spec_second, **context))
+
+    def initial_estimate(self, objective: PolicyObjective) -> Iterate:
+        generator = torch.Generator(device=objective.device).manual_seed(0)  # one-shot starters are deterministic
+        steps = self.first.iterate(objective, objective.initial_params(), 1, generator)
+        out = next(steps)
+        steps.close()
+        return out if isinstance(out, Iterate) else Iterate(out)
+
+    def trained_budget(self) -> int | None:
+        return self.second.trained_budget()
+
+    def iterate(self, objective: PolicyObjective, start: Tensor, iterations: int,
+                generator: torch.Generator) -> Iterator[Tensor | Iterate]:
+        return self.second.iterate(objective, start, iterations, generator)
+
+
+TIMING = "warm-up iteration before the timed run"
+"""How a trace's wall clock was taken (stored with every cell as ``timing``): one untimed iteration of
+the optimizer, on its own generator and uncounted, runs before the timed run, so the one-time costs of
+a process (kernel selection, weight preparation, allocator growth) never land in an iteration."""
 
 
 @dataclass
@@ -142,7 +314,13 @@ class Trace:
 
     ``iterations[t]`` is the iteration count at which ``scores[t]`` (one scored ``J`` per
     state) was taken; iteration 0 is the start. Costs are per iteration (length
-    ``budget``), for all states together.
+    ``budget``), for all states together: wall clock (scoring excluded, warm-up excluded: see
+    :data:`TIMING`), Q-evaluations and gradient evaluations from the objective's ledger, and
+    network FLOPs (:mod:`optbench.objectives.cost`: the Q-networks' forward and backward passes
+    plus the optimizer's own network; ``None`` when the Q-function's shape is not known).
+    ``start_cost`` is what computing the start cost (non-zero only for an optimizer that makes its
+    own start, a warm start), in the same units; ``params_at`` keeps the estimate at chosen
+    iterations (a learned optimizer's trained budget), ``cost_model`` the FLOPs per ledger entry.
     """
 
     iterations: list[int]
@@ -152,10 +330,21 @@ class Trace:
     q_evals: list[int]
     grad_evals: list[int]
     extra: dict[str, Any] = field(default_factory=dict)
+    flops: list[float] | None = None
+    start_cost: dict[str, float | None] = field(default_factory=dict)
+    params_at: dict[int, Tensor] = field(default_factory=dict)
+    cost_model: dict[str, Any] | None = None
+    timing: str = TIMING
 
     @property
     def budget(self) -> int:
         return len(self.seconds)
+
+    def cost_record(self) -> dict[str, Any]:
+        """The cost fields a results store keeps beside the per-iteration seconds and counts."""
+        return {"flops": self.flops, "start_cost": self.start_cost, "cost_model": self.cost_model,
+                "timing": self.timing,
+                "params_at": {str(k): v.detach().cpu().double().tolist() for k, v in self.params_at.items()}}
 
 
 def score_schedule(budget: int, mode: str = "all") -> list[int]:
@@ -179,11 +368,14 @@ def score_schedule(budget: int, mode: str = "all") -> list[int]:
 
 def run_optimizer(optimizer: PolicyOptimizer, objective: PolicyObjective, iterations: int, *,
                   seed: int = 0, start: Tensor | None = None, score_at: str | list[int] = "all",
-                  on_iteration: Callable[[int], None] | None = None) -> Trace:
+                  on_iteration: Callable[[int], None] | None = None, warmup: bool = True,
+                  keep_params_at: list[int] | tuple[int, ...] = ()) -> Trace:
     """Run ``optimizer`` for ``iterations`` iterations on all states in lockstep.
 
-    ``start`` defaults to ``μ = 0, σ = 1``; ``on_iteration(t)`` is called after each
-    iteration (progress bars).
+    ``start`` defaults to the optimizer's own start (:meth:`PolicyOptimizer.initial_estimate`, a
+    warm start) if it has one, else ``μ = 0, σ = 1``; ``on_iteration(t)`` is called after each
+    iteration (progress bars). ``warmup`` runs one untimed, uncounted iteration first
+    (:data:`TIMING`). ``keep_params_at`` lists iterations whose estimates the trace keeps.
 
     Raises :class:`OptimizerError` on a negative budget or a non-finite estimate.
     """
@@ -191,12 +383,27 @@ def run_optimizer(optimizer: PolicyOptimizer, objective: PolicyObjective, iterat
         raise OptimizerError(f"iteration budget must be >= 0, got {iterations}")
     schedule = score_schedule(iterations, score_at) if isinstance(score_at, str) else sorted(set(score_at))
     to_score = set(schedule)
+    keep = {int(k) for k in keep_params_at if 0 <= int(k) <= iterations}
+    qc = q_cost(objective.q)
+    if warmup and iterations > 0:
+        _warm_up(optimizer, objective, start, seed)
     generator = torch.Generator(device=objective.device).manual_seed(seed)
-    start = objective.initial_params() if start is None else start.to(objective.device)
+    start_cost: dict[str, float | None] = {"seconds": 0.0, "q_evals": 0, "grad_evals": 0, "flops": 0.0}
+    if start is None:
+        before = objective.counts.copy()
+        tic = time.perf_counter()
+        own = optimizer.initial_estimate(objective)
+        if own is not None:
+            elapsed = time.perf_counter() - tic
+            start_cost = _iteration_cost(own, elapsed, objective, before, qc)
+        start = objective.initial_params() if own is None else own.params.detach()
+    start = start.to(objective.device)
     iters, scores = [0], [objective.score(start)]
     seconds: list[float] = []
     q_evals: list[int] = []
     grad_evals: list[int] = []
+    flops: list[float] | None = [] if qc is not None else None
+    params_at = {0: start.cpu()} if 0 in keep else {}
     params = start
     steps = optimizer.iterate(objective, start.clone(), iterations, generator)
     for t in range(1, iterations + 1):
@@ -212,9 +419,14 @@ def run_optimizer(optimizer: PolicyOptimizer, objective: PolicyObjective, iterat
         if not torch.isfinite(params).all():
             bad = int((~torch.isfinite(params)).any(-1).sum())
             raise OptimizerError(f"{optimizer.label()} produced NaN/inf parameters at iteration {t} for {bad} state(s)")
-        seconds.append(elapsed if it.seconds is None else it.seconds)
-        q_evals.append(objective.counts.q_evals - before.q_evals if it.q_evals is None else it.q_evals)
-        grad_evals.append(objective.counts.grad_evals - before.grad_evals if it.grad_evals is None else it.grad_evals)
+        cost = _iteration_cost(it, elapsed, objective, before, qc)
+        seconds.append(cost["seconds"])
+        q_evals.append(cost["q_evals"])
+        grad_evals.append(cost["grad_evals"])
+        if flops is not None:
+            flops.append(cost["flops"])
+        if t in keep:
+            params_at[t] = params.cpu()
         if t in to_score:
             iters.append(t)
             scores.append(objective.score(params))
@@ -223,8 +435,34 @@ def run_optimizer(optimizer: PolicyOptimizer, objective: PolicyObjective, iterat
         if on_iteration is not None:
             on_iteration(t)
     steps.close()
-    return Trace(iters, torch.stack(scores).cpu(), params.cpu(), seconds, q_evals, grad_evals)
+    return Trace(iters, torch.stack(scores).cpu(), params.cpu(), seconds, q_evals, grad_evals, flops=flops,
+                 start_cost=start_cost, params_at=params_at, cost_model=None if qc is None else qc.record(),
+                 timing=TIMING if warmup else "no warm-up")
 
 
-__all__ = ["Iterate", "OptimizerError", "PolicyOptimizer", "REGISTRY", "Trace", "make_optimizer", "parse_spec",
-           "register", "run_optimizer", "score_schedule"]
+def _iteration_cost(it: Iterate, elapsed: float, objective: PolicyObjective, before: Any, qc: Any) -> dict[str, Any]:
+    """Seconds, ledger counts and FLOPs of one step (an iteration, or an optimizer's own start)."""
+    q = objective.counts.q_evals - before.q_evals if it.q_evals is None else it.q_evals
+    g = objective.counts.grad_evals - before.grad_evals if it.grad_evals is None else it.grad_evals
+    flops = None if qc is None else float(q * qc.forward + g * qc.backward + (it.network_flops or 0.0))
+    return {"seconds": elapsed if it.seconds is None else it.seconds, "q_evals": q, "grad_evals": g, "flops": flops}
+
+
+def _warm_up(optimizer: PolicyOptimizer, objective: PolicyObjective, start: Tensor | None, seed: int) -> None:
+    """One iteration of ``optimizer`` that is neither timed nor counted nor seen by the timed run: its own
+    generator, and the objective's ledger restored (in place: subsets share it)."""
+    ledger = objective.counts.copy()
+    generator = torch.Generator(device=objective.device).manual_seed(seed + 7_919_003)
+    try:
+        if start is None:
+            own = optimizer.initial_estimate(objective)
+            start = objective.initial_params() if own is None else own.params.detach()
+        steps = optimizer.iterate(objective, start.to(objective.device).clone(), 1, generator)
+        next(steps, None)
+        steps.close()
+    finally:
+        objective.counts.q_evals, objective.counts.grad_evals = ledger.q_evals, ledger.grad_evals
+
+
+__all__ = ["Iterate", "OptimizerError", "PolicyOptimizer", "REGISTRY", "TIMING", "Trace", "WarmStart", "make_optimizer",
+           "parse_spec", "register", "run_optimizer", "score_schedule", "spec_needs_context"]

@@ -28,12 +28,13 @@ from optbench.optimizers.base import PolicyOptimizer, register
 class CEM(PolicyOptimizer):
     """CEM in pre-tanh action space. Paper setting: 100 samples, top 10."""
 
+    label_always = ("population", "elites", "smoothing", "min_std")
+
     def __init__(self, population: int = 100, elites: int = 10, smoothing: float = 1.0, min_std: float = 1e-3):
         if not 1 <= elites <= population:
             raise ValueError("cem needs 1 <= elites <= population")
         if not 0 < smoothing <= 1:
             raise ValueError("cem smoothing must be in (0, 1]")
-        super().__init__(population=population, elites=elites, smoothing=smoothing, min_std=min_std)
         self.population, self.elites, self.smoothing, self.min_log_std = population, elites, smoothing, math.log(min_std)
 
     @torch.no_grad()

@@ -29,10 +29,11 @@ from optbench.optimizers.base import PolicyOptimizer, register
 class CMAES(PolicyOptimizer):
     """Batched CMA-ES. ``popsize=None`` uses the default ``4 + ⌊3 ln N⌋``, ``N = 2|A|``."""
 
+    label_always = ("sigma0", "popsize", "samples")
+
     def __init__(self, sigma0: float = 0.5, popsize: int | None = None, samples: int = 10):
         if sigma0 <= 0 or samples < 1 or (popsize is not None and popsize < 2):
             raise ValueError("cmaes needs sigma0 > 0, samples >= 1, popsize >= 2")
-        super().__init__(sigma0=sigma0, popsize=popsize, samples=samples)
         self.sigma0, self.popsize, self.samples = sigma0, popsize, samples
 
     @torch.no_grad()

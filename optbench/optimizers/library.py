@@ -140,6 +140,8 @@ def _library_failure(who: str, exc: Exception) -> OptimizerError:
 class PyCMA(PolicyOptimizer):
     """pycma's ``CMAEvolutionStrategy``, one per state, evaluated in one batched call per iteration."""
 
+    label_always = ("sigma0", "samples")
+
     def __init__(self, sigma0: float = 0.5, popsize: int | None = None, samples: int = 10,
                  options: dict[str, Any] | None = None, nonfinite: str = "raise"):
         if sigma0 <= 0:
@@ -150,14 +152,7 @@ class PyCMA(PolicyOptimizer):
             raise OptimizerError(f"pycma: samples must be >= 1, got {samples}")
         if nonfinite not in NONFINITE:
             raise OptimizerError(f"pycma: nonfinite must be one of {NONFINITE}, got {nonfinite!r}")
-        settings: dict[str, Any] = dict(sigma0=sigma0, samples=samples)
-        if nonfinite != "raise":
-            settings["nonfinite"] = nonfinite
-        if popsize is not None:
-            settings["popsize"] = popsize
-        if options:
-            settings["options"] = dict(options)
-        super().__init__(**settings)
+        self._settings["options"] = dict(options) if options else None  # no options, however given
         self.sigma0, self.popsize, self.samples = float(sigma0), popsize, int(samples)
         self.options = dict(options or {})
         self.nonfinite = nonfinite
@@ -259,6 +254,9 @@ def _nevergrad_registry():
 class Nevergrad(PolicyOptimizer):
     """Any nevergrad optimizer by name, one instance per state, batched evaluations."""
 
+    label_always = ("batch", "samples", "estimate")
+    name_settings = ("method",)
+
     def __init__(self, method: str | None = None, batch: int = 10, samples: int = 10, estimate: str = "recommend",
                  nonfinite: str = "raise"):
         if not method:
@@ -275,18 +273,9 @@ class Nevergrad(PolicyOptimizer):
             raise OptimizerError(f"nevergrad: estimate must be 'recommend' or 'best', got {estimate!r}")
         if nonfinite not in NONFINITE:
             raise OptimizerError(f"nevergrad: nonfinite must be one of {NONFINITE}, got {nonfinite!r}")
-        settings: dict[str, Any] = dict(method=method, batch=batch, samples=samples, estimate=estimate)
-        if nonfinite != "raise":
-            settings["nonfinite"] = nonfinite
-        super().__init__(**settings)
         self.method, self.batch, self.samples, self.estimate = method, int(batch), int(samples), estimate
         self.nonfinite = nonfinite
         self.name = f"nevergrad:{method}"
-
-    def label(self) -> str:
-        args = ",".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
-                        for k, v in sorted(self._settings.items()) if k != "method")
-        return f"nevergrad:{self.method}({args})"
 
     def iterate(self, objective: PolicyObjective, start: Tensor, iterations: int,
                 generator: torch.Generator) -> Iterator[Tensor]:
@@ -369,6 +358,8 @@ class Scipy(PolicyOptimizer):
     """``scipy.optimize.minimize`` per state on a fixed-noise sample average of ``−J``."""
 
     stochastic = True  # the fixed draws come from the run's generator
+    label_always = ("samples", "step")  # step is kept only for Nelder-Mead, the one method that uses it
+    name_settings = ("method",)
 
     def __init__(self, method: str | None = None, samples: int = 10, step: float = 0.5, **options: Any):
         if not method:
@@ -383,21 +374,16 @@ class Scipy(PolicyOptimizer):
         if samples < 1:
             raise OptimizerError(f"scipy: samples must be >= 1, got {samples}")
         method = known[method.lower()]
+        self._settings["method"] = method
         if method == "Nelder-Mead":
             if step <= 0:
                 raise OptimizerError(f"scipy:Nelder-Mead: step must be > 0, got {step}")
-            super().__init__(method=method, samples=samples, step=step, **options)
         else:
-            super().__init__(method=method, samples=samples, **options)
+            self._settings.pop("step", None)
         self.method, self.samples, self.options = method, int(samples), dict(options)
         self.step = float(step)
         self.uses_gradient = method in SCIPY_GRADIENT
         self.name = f"scipy:{method}"
-
-    def label(self) -> str:
-        args = ",".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
-                        for k, v in sorted(self._settings.items()) if k != "method")
-        return f"scipy:{self.method}({args})"
 
     def _limits(self, iterations: int, dim: int) -> dict[str, int]:
         """scipy's own iteration/evaluation limits, set far above the budget: the run is ended by the

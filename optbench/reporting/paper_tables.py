@@ -3,13 +3,17 @@
 A suite lists the ones it wants in ``tables = [...]``; each works with whatever optimizers
 the run holds and says so when a question cannot be answered (e.g. no iterative agent yet).
 
-* ``r1``: scored J at 1, 2, 5, 10, 50, 100, 500 iterations, and how many iterations each
-  classical optimizer needs to reach each amortized optimizer's J at its trained budget
-  (iterative: its training iterations, direct: 1); paper: > 10× for Adam and CEM vs iterative.
-* ``r2``: wall clock per iteration and its ratio to the iterative optimizer's (paper:
-  iterative ≈ 1.25× CEM, ≈ 1.15× Adam), Q-evaluations per iteration.
-* ``r5``: the iterative optimizer far past its training budget: J at 5, 10, 50, 100 and the
-  largest drop after iteration 5 (stable: no drop beyond scoring noise).
+* ``r1``: scored J at 1, 2, 5, 10, 50, 100, 500 iterations, and the cost each optimizer needs to
+  reach each amortized optimizer's J at its trained budget (iterative: its training iterations,
+  direct: 1) in iterations, Q-evaluations, network FLOPs and seconds (interpolated between
+  scored points, :func:`~optbench.metrics.summary.first_crossing`), with the speed-up over
+  tuned Adam (Adam's cost to reach that J ÷ this optimizer's); paper: > 10× for Adam and CEM
+  vs iterative.
+* ``r2``: wall clock per iteration (warm-up excluded) and its ratio to the iterative
+  optimizer's (paper: iterative ≈ 1.25× CEM, ≈ 1.15× Adam), Q-evaluations, gradient
+  evaluations and network FLOPs per iteration.
+* ``r5``: the iterative optimizer far past its training budget: J at 5, 10, 50, 100, J@100 − J@5
+  with a paired bootstrap interval over states, and the largest drop after iteration 5.
 * ``r7``: an iterative optimizer from another agent on this objective vs this agent's direct actor.
 * ``headroom``: the direct actor's J against the best J any optimizer found.
 * ``transfer``: every amortized optimizer's normalized J on objectives it was (in-distribution)
@@ -26,7 +30,8 @@ import numpy as np
 from rich.table import Table
 
 from optbench.metrics.bootstrap import bootstrap_mean
-from optbench.metrics.summary import CellGroup, group_cells, normalized_of_means, reference_values
+from optbench.metrics.summary import (CellGroup, first_crossing, grid_resolution, group_cells, normalized_of_means,
+                                      reference_values)
 from optbench.optimizers.base import parse_spec
 from optbench.runner.store import ResultsStore
 
@@ -48,10 +53,46 @@ def _mean_at(group: CellGroup, t: int) -> float | None:
     return None if v is None else float(v.mean())
 
 
-def _first_reaching(group: CellGroup, target: float) -> int | None:
-    curve = group.scores.mean(axis=(0, 2))  # mean over seeds and states, per scored iteration
-    hit = np.nonzero(curve >= target)[0]
-    return int(group.iterations[hit[0]]) if len(hit) else None
+def _first_reaching(group: CellGroup, target: float) -> float:
+    """Iteration at which the mean (over seeds and states) scored J first reaches ``target``
+    (interpolated between scored points, rounded up); ``inf`` if never."""
+    curve = group.scores.mean(axis=(0, 2))
+    return float(first_crossing(group.iterations, curve, target))
+
+
+def tuned_adam(groups: list[CellGroup]) -> CellGroup | None:
+    """The speed-up reference: the Adam labelled tuned if the run has one, else its first Adam."""
+    adams = [g for g in groups if _kind(g) == "adam"]
+    return next((g for g in adams if "tuned" in g.optimizer), adams[0] if adams else None)
+
+
+def _si(x: float | None) -> str:
+    """``1.23 G``-style numbers for FLOP counts; empty for unavailable."""
+    if x is None or not np.isfinite(x):
+        return "" if x is None else "∞"
+    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g} {suffix}"
+    return f"{x:.3g}"
+
+
+def _cost(x: float | None, fmt: Callable[[float], str]) -> str:
+    """A cost to a target: ``n/a`` not recorded, ``—`` never reached."""
+    if x is None:
+        return "n/a"
+    return fmt(x) if np.isfinite(x) else "—"
+
+
+def speedup(reference: float | None, reference_budget: float | None, cost: float | None) -> str:
+    """``reference ÷ cost`` as ``"12.3×"``; ``"> 4.1×"`` when the reference never got there within its
+    budget (a lower bound), empty when this optimizer never got there or a cost is unavailable."""
+    if cost is None or reference_budget is None or not np.isfinite(cost):
+        return ""
+    if cost == 0:
+        return "∞" if reference is not None and reference > 0 else ""
+    if reference is None or not np.isfinite(reference):
+        return f"> {reference_budget / cost:.3g}×"
+    return f"{reference / cost:.3g}×"
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:
@@ -76,35 +117,75 @@ def _is_cross(group: CellGroup, objective: dict[str, Any]) -> bool:
     return agent is not None and agent != objective.get("info", {}).get("agent")
 
 
+R1_COST_UNITS = ("q_evals", "flops", "seconds")
+
+
 def r1_tables(store: ResultsStore) -> list[Table]:
     tables = []
     for obj, groups in _per_objective(store):
-        t = Table(title=f"R1 · {obj['name']}: J by iteration; iterations to match the amortized optimizers",
-                  title_justify="left", header_style="bold")
+        t = Table(title=f"R1 · {obj['name']}: J by iteration", title_justify="left", header_style="bold")
         t.add_column("optimizer", style="cyan", no_wrap=True)
         budgets = [b for b in R1_BUDGETS if any(b <= g.budget for g in groups)]
         for b in budgets:
             t.add_column(f"J@{b}", justify="right")
-        refs = [g for g in groups if g.meta.get("amortized") and not _is_cross(g, obj)]
-        targets = {g.optimizer: (_mean_at(g, _trained_budget(g)), _trained_budget(g)) for g in refs}
-        for ref in refs:
-            t.add_column(f"it→{ref.optimizer}@{targets[ref.optimizer][1]}", justify="right")
         for g in groups:
-            row = [g.optimizer, *[_fmt(_mean_at(g, b)) for b in budgets]]
-            for ref in refs:
-                target, k = targets[ref.optimizer]
-                if g.meta.get("amortized") or target is None:
-                    row.append("")
-                    continue
-                it = _first_reaching(g, target)
-                row.append(f"> {g.budget}" if it is None else f"{it} ({it / k:.0f}×)")
-            t.add_row(*row)
-        t.caption = ("it→X@k: first iteration at which this optimizer's mean scored J reaches X's J after k iterations "
-                     "(× = ratio of iterations). Paper (seed 000, Fig. 13): Adam and CEM need > 10× the iterative "
-                     "optimizer's 5 iterations.")
+            t.add_row(g.optimizer, *[_fmt(_mean_at(g, b)) for b in budgets])
+        t.caption = "Scored J, mean over states and seeds (the same scoring draws for every optimizer)."
         t.caption_justify = "left"
         tables.append(t)
+        refs = [g for g in groups if g.meta.get("amortized") and not _is_cross(g, obj)]
+        if refs:
+            tables.append(r1_cost_table(obj, groups, refs))
     return tables
+
+
+def r1_cost_table(obj: dict[str, Any], groups: list[CellGroup], refs: list[CellGroup]) -> Table:
+    """Cost of every optimizer to reach each amortized optimizer's J at its trained budget, and the
+    speed-up over tuned Adam in each cost unit."""
+    adam = tuned_adam(groups)
+    t = Table(title=f"R1 · {obj['name']}: cost to reach the amortized optimizers' J", title_justify="left",
+              header_style="bold")
+    for col in ("target", "optimizer", "iterations", "Q-evals/state", "FLOPs/state", "seconds",
+                "speed-up Q-evals", "speed-up FLOPs"):
+        t.add_column(col, justify="left" if col in ("target", "optimizer") else "right",
+                     style="cyan" if col == "optimizer" else None)
+    for ref in refs:
+        k = _trained_budget(ref)
+        target = _mean_at(ref, k)
+        if target is None:
+            continue
+        name = f"{ref.optimizer}@{k} (J={_fmt(target)})"
+        adam_cost = {}
+        if adam is not None:
+            adam_t = _first_reaching(adam, target)
+            adam_cost = {u: (adam.cost_at(u, adam_t), adam.cost_at(u, adam.budget)) for u in R1_COST_UNITS}
+        for g in groups:
+            it = _first_reaching(g, target)
+            costs = {u: g.cost_at(u, it) for u in R1_COST_UNITS}
+            its = f"> {g.budget}" if not np.isfinite(it) else f"{it:.0f} ({it / k:.3g}×)"
+            row = [name, g.optimizer, its, _cost(costs["q_evals"], _fmt), _cost(costs["flops"], _si),
+                   _cost(costs["seconds"], lambda x: _fmt(x, 3))]
+            for u in ("q_evals", "flops"):
+                ref_cost, ref_budget = adam_cost.get(u, (None, None))
+                row.append(speedup(ref_cost, ref_budget, costs[u]))
+            t.add_row(*row)
+            name = ""
+    resolution = grid_resolution(max(groups, key=lambda g: g.budget).iterations)
+    timing = "; some cells were stored before the warm-up iteration: " + LEGACY_NOTE if any(
+        g.timing is None for g in groups) else ""
+    t.caption = (f"Cost for the mean scored J (over states and seeds) to first reach the target: the iteration is "
+                 f"interpolated log-linearly between the scored points that bracket the crossing and rounded up "
+                 f"(grid: {resolution}); Q-evaluations and network FLOPs (forward and backward, counted from the "
+                 f"network shapes; n/a: not recorded) per state, and wall-clock seconds of the lockstep run (warm-up "
+                 f"excluded{timing}) up to that iteration, a warm start's own start included. × after the iterations: "
+                 f"ratio to the target's k. Speed-up = {adam.optimizer if adam else 'Adam'}'s cost to reach the same J ÷ "
+                 f"this optimizer's (> : that Adam never reached it within its budget; no Adam in the run: empty). "
+                 f"Paper (seed 000, Fig. 13): Adam and CEM need > 10× the iterative optimizer's 5 iterations.")
+    t.caption_justify = "left"
+    return t
+
+
+LEGACY_NOTE = "their first iteration is charged the mean of the later ones"
 
 
 def r2_tables(store: ResultsStore) -> list[Table]:
@@ -113,20 +194,31 @@ def r2_tables(store: ResultsStore) -> list[Table]:
         iterative = next((g for g in groups if _kind(g) == "iterative" and not _is_cross(g, obj)), None)
         t = Table(title=f"R2 · {obj['name']}: cost per iteration ({obj['states']} states in lockstep)",
                   title_justify="left", header_style="bold")
-        for col in ("optimizer", "ms/iteration", "iterative ÷ this", "Q-evals/it/state", "grad-evals/it/state"):
+        for col in ("optimizer", "ms/iteration", "iterative ÷ this", "Q-evals/it/state", "grad-evals/it/state",
+                    "FLOPs/it/state", "GFLOP/s"):
             t.add_column(col, justify="left" if col == "optimizer" else "right", style="cyan" if col == "optimizer" else None)
 
         def ms(g: CellGroup) -> float:
-            s = g.seconds[:, 1:] if g.seconds.shape[1] > 1 else g.seconds
-            return 1e3 * float(s.mean())
+            return 1e3 * float(g.steady_seconds().mean())
 
         for g in groups:
             # no ratio against a cost of 0 (direct run for more than its one iteration: all after the first are free)
             ratio = "" if iterative is None or g is iterative or ms(g) == 0 else f"{ms(iterative) / ms(g):.2f}×"
-            n = g.scores.shape[-1]
-            t.add_row(g.optimizer, f"{ms(g):.3g}", ratio, f"{g.q_evals.mean() / n:.4g}", f"{g.grad_evals.mean() / n:.4g}")
-        t.caption = ("Wall clock excludes scoring; first iteration (warm-up) excluded. Paper (seed 000, App. B.2): "
-                     "iterative ≈ 1.25× CEM and ≈ 1.15× Adam per iteration."
+            n = g.states
+            if g.flops is None:
+                flops, rate = "n/a", ""
+            else:
+                seconds = float(g.steady_seconds().sum())
+                flops = _si(float(g.flops.mean() / n))
+                rate = f"{g.flops.sum() / seconds / 1e9:.3g}" if seconds > 0 else ""
+            t.add_row(g.optimizer, f"{ms(g):.3g}", ratio, f"{g.q_evals.mean() / n:.4g}", f"{g.grad_evals.mean() / n:.4g}",
+                      flops, rate)
+        legacy = any(g.timing is None for g in groups)
+        t.caption = ("Wall clock excludes scoring and warm-up (an untimed warm-up iteration before the timed run"
+                     + (f"; cells stored before it: {LEGACY_NOTE}" if legacy else "") + "). FLOPs: network FLOPs "
+                     "(Q-networks forward per Q-evaluation and backward per gradient evaluation, plus the optimizer's "
+                     "own network), counted from the layer shapes (optbench.objectives.cost); GFLOP/s: all of them over "
+                     "the wall clock. Paper (seed 000, App. B.2): iterative ≈ 1.25× CEM and ≈ 1.15× Adam per iteration."
                      + ("" if iterative else " No iterative optimizer on this objective: ratio column empty."))
         t.caption_justify = "left"
         tables.append(t)
@@ -136,27 +228,43 @@ def r2_tables(store: ResultsStore) -> list[Table]:
 def r5_tables(store: ResultsStore) -> list[Table]:
     t = Table(title="R5 · the iterative optimizer far past its training budget", title_justify="left",
               header_style="bold")
-    for col in ("objective", "optimizer", "trained", "J@5", "J@10", "J@50", "J@100", "largest drop after 5", "stable"):
-        t.add_column(col, justify="left" if col in ("objective", "optimizer") else "right")
+    for col in ("objective", "optimizer", "trained", "J@5", "J@10", "J@50", "J@100", "J@100 − J@5 [95% CI]", "reading",
+                "largest drop after 5", "stable"):
+        t.add_column(col, justify="left" if col in ("objective", "optimizer", "reading") else "right")
     rows = 0
     for obj, groups in _per_objective(store):
         for g in groups:
-            if _kind(g) != "iterative":
+            if _kind(g).split("+")[-1] != "iterative":  # the iterative optimizer, from its own start or warm-started
                 continue
             curve = g.scores.mean(axis=(0, 2))
             after = curve[g.iterations >= 5]
             drop = float(np.max(np.maximum.accumulate(after) - after)) if len(after) else 0.0
             noise = float(g.scores[:, -1].std() / np.sqrt(g.scores[:, -1].size))
+            change = later_minus_earlier(g, 5, 100)
+            reading = "" if change is None else ("rises" if change.low > 0 else "falls" if change.high < 0
+                                                 else "no change resolved")
             t.add_row(obj["name"], g.optimizer, str(_trained_budget(g)),
-                      *[_fmt(_mean_at(g, b)) for b in (5, 10, 50, 100)], f"{drop:.3g}",
-                      "yes" if drop <= 3 * noise + 1e-9 else "no")
+                      *[_fmt(_mean_at(g, b)) for b in (5, 10, 50, 100)], "" if change is None else change.fmt(3),
+                      reading, f"{drop:.3g}", "yes" if drop <= 3 * noise + 1e-9 else "no")
             rows += 1
-    t.caption = ("Largest drop: the biggest fall of the mean scored J below its running maximum after iteration 5; "
-                 "stable = within 3 standard errors. Paper (seed 000 Fig. 13, seed 002 Fig. 2): keeps improving, stably.")
+    t.caption = ("J@100 − J@5: per state (mean over seeds) the scored J at iteration 100 minus at 5, mean over states "
+                 "with a paired percentile bootstrap interval over states; reading: rises/falls when the interval "
+                 "excludes 0. Largest drop: the biggest fall of the mean scored J below its running maximum after "
+                 "iteration 5; stable = within 3 standard errors. Paper (seed 000 Fig. 13, seed 002 Fig. 2): keeps "
+                 "improving, stably.")
     if not rows:
         t.caption = "No iterative optimizer in this run: R5 needs an iterative agent. " + t.caption
     t.caption_justify = "left"
     return [t]
+
+
+def later_minus_earlier(group: CellGroup, earlier: int, later: int, **kw: Any):
+    """``J(later) − J(earlier)`` per state (mean over seeds), mean over states with a paired bootstrap
+    interval over states (:class:`~optbench.metrics.bootstrap.Interval`); ``None`` beyond the budget."""
+    a, b = group.at(earlier), group.at(later)
+    if a is None or b is None or later > group.budget:
+        return None
+    return bootstrap_mean((b - a).mean(0), **kw)
 
 
 def r7_tables(store: ResultsStore) -> list[Table]:

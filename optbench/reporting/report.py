@@ -39,6 +39,7 @@ from optbench.metrics.fixed_target import (ECDF_TARGETS, TABLE_TARGETS, Runtimes
                                            art_interval, ecdf_steps, final_norm_interval, runtimes,
                                            success_interval)
 from optbench.metrics.summary import CellGroup, group_cells, normalized, reference_values  # noqa: E402
+from optbench.optimizers.base import run_optimizer  # noqa: E402
 from optbench.runner.store import ResultsStore, StoreError, slug  # noqa: E402
 
 
@@ -298,14 +299,17 @@ def fixed_target_markdown(run: RunData, objective: str, opts: ReportOptions) -> 
             "in iterations; ∞ = no success.*\n", _md_table(head, rows)]
     k = list(TABLE_TARGETS).index(0.9) if 0.9 in TABLE_TARGETS else len(TABLE_TARGETS) - 1
     f = TABLE_TARGETS[k]
-    head = ["optimizer", f"aRT Q-evals/state → {f:.0%}", f"aRT seconds → {f:.0%}", "Q-evals/state, whole budget",
-            "seconds, whole budget"]
+    head = ["optimizer", f"aRT Q-evals/state → {f:.0%}", f"aRT FLOPs/state → {f:.0%}", f"aRT seconds → {f:.0%}",
+            "Q-evals/state, whole budget", "seconds, whole budget"]
     rows = []
     for lab, rt in rts.items():
-        rows.append([lab, art_interval(rt, k, "q_evals", **bk).fmt(), art_interval(rt, k, "seconds", **bk).fmt(),
+        flops = art_interval(rt, k, "flops", **bk).fmt() if "flops" in rt.runtime else "n/a"
+        rows.append([lab, art_interval(rt, k, "q_evals", **bk).fmt(), flops, art_interval(rt, k, "seconds", **bk).fmt(),
                      bootstrap(rt.budget["q_evals"], "mean", **bk).fmt(), _g(float(rt.budget["seconds"].mean()))])
-    out += ["\n*Costs to the target: Q-evaluations per state (ledger / states) and wall-clock seconds of the lockstep "
-            "run (all states together, as it ran).*\n", _md_table(head, rows)]
+    out += ["\n*Costs to the target: Q-evaluations and network FLOPs per state (ledger / states; FLOPs counted from the "
+            "network shapes, n/a where the run did not record them) and wall-clock seconds of the lockstep run (all "
+            "states together, as it ran, warm-up excluded). Runtimes are interpolated log-linearly between scored "
+            "iterations and rounded up.*\n", _md_table(head, rows)]
     return "\n".join(out)
 
 
@@ -313,15 +317,18 @@ def plot_ecdfs(run: RunData, path: Path, targets=ECDF_TARGETS) -> Path:
     """One row per objective, columns: ECDF over (state, seed, target) against iterations,
     wall clock (lockstep run) and Q-evaluations per state."""
     colors = _colors(run.labels)
-    units = (("iterations", "iterations"), ("seconds", "wall clock of the lockstep run [s]"),
-             ("q_evals", "Q-evaluations per state"))
+    units = [("iterations", "iterations"), ("seconds", "wall clock of the lockstep run [s]"),
+             ("q_evals", "Q-evaluations per state")]
+    if any(g.flops is not None for g in run.groups.values()):
+        units.append(("flops", "network FLOPs per state"))
     n = len(run.objectives)
-    fig, axes = plt.subplots(n, 3, figsize=(15, 3.6 * n), squeeze=False)
+    fig, axes = plt.subplots(n, len(units), figsize=(5 * len(units), 3.6 * n), squeeze=False)
     for row, name in enumerate(run.objectives):
-        rts = fixed_target_runtimes(run, name, targets)
+        all_rts = fixed_target_runtimes(run, name, targets)
         _, known = run.reference(name)
         for col, (unit, xlabel) in enumerate(units):
             ax = axes[row, col]
+            rts = {lab: rt for lab, rt in all_rts.items() if unit in rt.runtime}  # optimizers that recorded the unit
             pos = [r.runtime[unit][np.isfinite(r.runtime[unit]) & (r.runtime[unit] > 0)] for r in rts.values()]
             pos += [r.budget[unit][r.budget[unit] > 0].ravel() for r in rts.values()]
             allpos = np.concatenate(pos) if pos else np.array([1.0])
@@ -366,11 +373,42 @@ def gap_section(rebuilt: RebuiltRun, objective: str, opts: ReportOptions, log: C
         log(f"gap: {objective} · {g.optimizer}")
         out[g.optimizer] = amortization_gap(built.objective, g.final_params, lr=opts.gap_lr, steps=opts.gap_steps,
                                             samples=opts.gap_samples, seed=opts.seed, optimizer=g.optimizer)
+        trained = trained_budget_estimate(rebuilt, objective, g)
+        if trained is not None:  # R3 as the paper measures it: from the estimate the optimizer was trained to give
+            k, params = trained
+            label = f"{g.optimizer} @{k} (trained budget)"
+            out[label] = amortization_gap(built.objective, params, lr=opts.gap_lr, steps=opts.gap_steps,
+                                          samples=opts.gap_samples, seed=opts.seed, optimizer=label)
     bk = _bk(opts)
     head = ["optimizer", "J before", "J after Adam", "gap", "gap / (J_ref − J_start)"]
     rows = [[lab, _g(float(r.before.mean())), _g(float(r.after.mean())), r.interval(**bk).fmt(),
              r.normalized_interval(start, ref, **bk).fmt()] for lab, r in out.items()]
     return out, _md_table(head, rows)
+
+
+def trained_budget_estimate(rebuilt: RebuiltRun, objective: str, group) -> tuple[int, np.ndarray] | None:
+    """A learned optimizer's estimate at its trained budget ``K`` (``[R, B, 2A]``), when it ran past
+    ``K``: kept in the cells, or (cells stored before they kept it) recomputed by running the same
+    optimizer with the same seeds for ``K`` iterations, checked against the stored scores at ``K``."""
+    k = (group.meta.get("settings") or {}).get("iterations_trained")
+    if not k or int(k) >= group.budget:
+        return None
+    k = int(k)
+    if k in group.params_at:
+        return k, group.params_at[k]
+    built = rebuilt.objective(objective)
+    params, scores = [], []
+    for seed in group.meta["seeds"]:
+        optimizer = rebuilt.optimizer(group.optimizer, built)
+        trace = run_optimizer(optimizer, built.objective, k, seed=seed, score_at=[k], warmup=False)
+        params.append(trace.final_params.double().numpy())
+        scores.append(trace.scores[-1].double().numpy())
+    stored = group.at(k)
+    if int(group.iterations[np.searchsorted(group.iterations, k, side="right") - 1]) == k and not np.allclose(
+            np.stack(scores), stored, rtol=1e-4, atol=1e-4):
+        raise ReportError(f"re-running {group.optimizer!r} on {objective!r} for {k} iterations does not reproduce the "
+                          "stored scores at that iteration; its trained-budget gap cannot be computed from this run")
+    return k, np.stack(params)
 
 
 def _panel_grid(n: int, height: float, cols: int = 3):
@@ -652,7 +690,9 @@ def write_report(run_dir: str | Path, out_dir: str | Path, opts: ReportOptions |
         md += ["## Amortization gap", "",
                f"*From each optimizer's stored final estimate (every seed), Adam (lr {opts.gap_lr:g}, {opts.gap_steps} "
                f"steps, {opts.gap_samples} samples) and the scored improvement; per state averaged over seeds, mean over "
-               f"states [{opts.level:.0%} bootstrap interval]. ≈ 0: already at a local optimum.*", ""]
+               f"states [{opts.level:.0%} bootstrap interval]. ≈ 0: already at a local optimum. A learned optimizer run "
+               "past the budget K it was trained for also has a row '@K (trained budget)': the gap from its K-iteration "
+               "estimate, the one the source paper measures (seed 000, Fig. 6).*", ""]
         gaps = {}
         for name in run.objectives:
             gaps[name], table = gap_section(rebuilt, name, opts, log)
@@ -740,7 +780,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, out_dir: str | Path | Non
                 delta = d.fmt()
             else:
                 delta = "—"
-            ms = lambda g: _g(1e3 * float(g.seconds[:, 1:].mean() if g.seconds.shape[1] > 1 else g.seconds.mean()), 3) if g is not None else "—"  # noqa: E731
+            ms = lambda g: _g(1e3 * float(g.steady_seconds().mean()), 3) if g is not None else "—"  # noqa: E731
             qe = lambda g: _g(float(g.q_evals.mean() / g.scores.shape[-1])) if g is not None else "—"  # noqa: E731
             rows.append([lab, ca.budget if ca is not None else "—", cb.budget if cb is not None else "—", fa, fb, delta,
                          ms(ca), ms(cb), qe(ca), qe(cb)])

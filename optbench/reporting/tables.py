@@ -30,6 +30,13 @@ def _iters(x: tuple[float, float]) -> str:
     return f"{median:.0f}" if share == 1 else f"{median:.0f} ({share:.0%})"
 
 
+def _cost(x: float | None) -> str:
+    """A cost to a target: ``n/a`` not recorded, ``—`` never reached."""
+    if x is None:
+        return "n/a"
+    return f"{x:.3g}" if np.isfinite(x) else "—"
+
+
 def objective_summaries(store: ResultsStore) -> list[tuple[dict[str, Any], bool, list[OptimizerSummary]]]:
     """Per objective (in suite order): its record, whether J_ref is a known optimum, and one
     summary per optimizer (in suite order)."""
@@ -65,6 +72,8 @@ def objective_table(obj: dict[str, Any], known: bool, summaries: list[OptimizerS
     t.add_column("norm.", justify="right")
     for target in TARGETS:
         t.add_column(f"it→{target:.0%}", justify="right")
+    t.add_column(f"Q→{TARGETS[0]:.0%}", justify="right")
+    t.add_column(f"FLOPs→{TARGETS[0]:.0%}", justify="right")
     t.add_column("ms/it", justify="right")
     t.add_column("Q/it/state", justify="right")
     best_norm = max((s.final_norm for s in summaries if not math.isnan(s.final_norm)), default=None)
@@ -74,10 +83,14 @@ def objective_table(obj: dict[str, Any], known: bool, summaries: list[OptimizerS
             norm = f"[bold green]{norm}[/]"
         t.add_row(s.optimizer, *[_fmt(s.mean_j_at[b]) if b in s.mean_j_at else "" for b in budgets],
                   _fmt(s.final_j - s.start_j), norm, *[_iters(s.iters_to[x]) for x in TARGETS],
+                  _cost(s.cost_to["q_evals"][TARGETS[0]]), _cost(s.cost_to["flops"][TARGETS[0]]),
                   _fmt(1e3 * s.seconds_per_iter, 3), _fmt(s.q_evals_per_iter, 4))
     t.caption = (f"J: scored J, mean over states and seeds (start {_fmt(summaries[0].start_j)}); ΔJ: final − start; "
                  "norm.: (J−J_start)/(J_ref−J_start) of the means over states, at the final iteration; it→x: median iterations to reach x of "
-                 "J_ref (share of runs that did); ms/it: wall clock per iteration for all states in lockstep.")
+                 "J_ref (share of runs that did), interpolated log-linearly between scored points and rounded up; "
+                 f"Q→{TARGETS[0]:.0%}, FLOPs→{TARGETS[0]:.0%}: median Q-evaluations and network FLOPs per state spent by then "
+                 "(— never reached by the median run; n/a not recorded); ms/it: wall clock per iteration for all states in "
+                 "lockstep, warm-up excluded.")
     t.caption_justify = "left"
     return t
 

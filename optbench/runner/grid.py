@@ -29,7 +29,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from optbench.optimizers import REGISTRY
-from optbench.optimizers.base import make_optimizer, parse_spec, run_optimizer
+from optbench.optimizers.base import make_optimizer, parse_spec, run_optimizer, spec_needs_context
 from optbench.runner.executors import Executor, ExecutorError, InProcessExecutor, Shared, worker_device
 from optbench.runner.store import ResultsStore, StoreError, compact, config_hash, slug
 from optbench.suites.sources import SOURCES, BuiltObjective, build_objective, resolve_context
@@ -99,8 +99,7 @@ def plan_run(suite: Suite, *, optimizers: list[str] | None = None, iterations: i
                 chosen.append(OptimizerEntry(name, name))
         entries = tuple(chosen)
     for e in entries:  # fail early, before any work, on a bad spec
-        name = parse_spec(e.spec)[0]
-        if name not in REGISTRY or not REGISTRY[name].amortized:  # amortized ones need their objective's package
+        if not spec_needs_context(e.spec):  # amortized ones (and warm starts from them) need their objective's package
             make_optimizer(e.spec)
     return RunPlan(suite, settings, tuple(entries))
 
@@ -184,9 +183,10 @@ def compute_task(ctx: GridContext, task: ObjectiveTask | CellTask,
         return objective_record(task.objective, built, obj.score(obj.initial_params()))
     entry = task.entry
     optimizer = make_optimizer(entry.spec, **{**built.context, **resolve_context(dict(entry.context), suite, task.objective)})
+    trained = optimizer.trained_budget()  # a learned optimizer's estimate at its trained budget is kept (R3)
     with torch.inference_mode(False):
         trace = run_optimizer(optimizer, obj, task.iterations, seed=task.seed, score_at=settings["score_at"],
-                              on_iteration=on_iteration)
+                              on_iteration=on_iteration, keep_params_at=[trained] if trained else [])
     return trace, {"spec": entry.spec, "settings": optimizer.settings(), "amortized": optimizer.amortized,
                    "stochastic": optimizer.stochastic}
 
@@ -274,7 +274,8 @@ def suite_bundle(directory: Path) -> bytes | None:
 
 def _plugins(plan: RunPlan) -> tuple[tuple[str, str], ...]:
     """Modules outside optbench that define the optimizers and objective sources of ``plan``."""
-    modules = {REGISTRY[n].__module__ for n in (parse_spec(e.spec)[0] for e in plan.optimizers) if n in REGISTRY}
+    names = {part for e in plan.optimizers for part in parse_spec(e.spec)[0].split("+")}  # warm starts: both parts
+    modules = {REGISTRY[n].__module__ for n in names if n in REGISTRY}
     modules |= {SOURCES[o.source].__module__ for o in plan.suite.objectives if o.source in SOURCES}
     out = []
     for module in sorted(modules):

@@ -95,6 +95,15 @@ def environment_info() -> dict[str, Any]:
             "backends": backends.state()}  # wall-clock figures depend on them
 
 
+def _compact_costs(record: dict[str, Any]) -> dict[str, Any]:
+    """A trace's cost fields (FLOPs, start cost, timing, kept estimates) with floats compacted."""
+    out = dict(record)
+    if out.get("flops") is not None:
+        out["flops"] = compact(out["flops"])
+    out["params_at"] = {k: compact(v) for k, v in (out.get("params_at") or {}).items()}
+    return out
+
+
 class ResultsStore:
     """A run directory. ``open`` creates it or checks that it holds the same config."""
 
@@ -140,6 +149,7 @@ class ResultsStore:
             "iterations": trace.iterations, "scores": compact(trace.scores),
             "final_params": compact(trace.final_params), "seconds": compact(trace.seconds),
             "q_evals": trace.q_evals, "grad_evals": trace.grad_evals, "extra": trace.extra,
+            **_compact_costs(trace.cost_record()),
         })
 
     def cells(self) -> Iterator[dict[str, Any]]:
