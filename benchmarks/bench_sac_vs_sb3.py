@@ -63,6 +63,7 @@ import numpy as np
 import torch
 
 from optbench import backends
+from optbench.objectives.cost import mlp_forward_flops
 
 from bench_common import machine as common_machine
 
@@ -311,16 +312,12 @@ def bench_training_speed(args) -> dict:
             "iterations": SACConfig().iterations, "contenders": summary, "iterative_vs_direct": ratios}
 
 
-def mlp_flops(sizes: list[int]) -> int:
-    """Multiply-add FLOPs (2 per MAC) of one row through linear layers of these sizes."""
-    return sum(2 * i * o for i, o in zip(sizes[:-1], sizes[1:]))
-
-
 def update_flops(policy: str, models: bool, S: int, A: int, hidden: list[int], K: int, n: int, B: int,
                  E: int = 2) -> int:
     """Matrix-product FLOPs of one SAC update (SPEC §3), counted from the network shapes.
 
-    Conventions: a forward pass of a network on one row costs its :func:`mlp_flops`; a backward
+    Conventions: a forward pass of a network on one row costs its
+    :func:`~optbench.objectives.cost.mlp_forward_flops`; a backward
     pass costs twice that when weight gradients are needed (input and weight gradients), once
     when only the input gradient is (a frozen network); element-wise work is not counted.
     direct: target ``V`` (actor and target ensemble forward on ``B`` next states), critic
@@ -330,17 +327,17 @@ def update_flops(policy: str, models: bool, S: int, A: int, hidden: list[int], K
     (forward and input gradient) and ``K`` optimizer-network forward and backward passes, then
     the critic; models (both): dynamics and reward networks forward and backward on ``B``
     pairs, plus (iterative) the distilled direct network."""
-    q = E * mlp_flops([S + A, *hidden, 1])  # one (s, a) pair through every member
-    actor = mlp_flops([S, *hidden, 2 * A])
+    q = E * mlp_forward_flops([S + A, *hidden, 1])  # one (s, a) pair through every member
+    actor = mlp_forward_flops([S, *hidden, 2 * A])
     if policy == "direct":
         total = B * (actor + q) + 3 * B * q + B * (3 * actor + 2 * q)
     else:
-        opt_net = mlp_flops([S + 4 * A, *hidden, 4 * A])
+        opt_net = mlp_forward_flops([S + 4 * A, *hidden, 4 * A])
         total = (K + 1) * 2 * B * n * 2 * q + K * 2 * B * 3 * opt_net + 3 * B * q
         if models:
             total += 3 * B * actor  # the distilled direct network
     if models:
-        total += 3 * B * (mlp_flops([S + A, *hidden, S]) + mlp_flops([S + A, *hidden, 1]))
+        total += 3 * B * (mlp_forward_flops([S + A, *hidden, S]) + mlp_forward_flops([S + A, *hidden, 1]))
     return total
 
 

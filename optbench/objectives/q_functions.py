@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from optbench.backends import onednn
+from optbench.objectives.cost import mlp_forward_flops
 
 
 @runtime_checkable
@@ -56,8 +57,7 @@ class QEnsemble(nn.Module):
 
     def flops_per_pair(self) -> int:
         """Multiply-add FLOPs (2 per MAC) of one (s, a) evaluation, per ensemble member."""
-        sizes = [self.state_dim + self.action_dim, *self.hidden, 1]
-        return sum(2 * i * o for i, o in zip(sizes[:-1], sizes[1:]))
+        return mlp_forward_flops([self.state_dim + self.action_dim, *self.hidden, 1])
 
     def forward(self, states: Tensor, actions: Tensor) -> Tensor:
         """``states [B, S]``, ``actions [B, M, A]`` -> ``[E, B, M]``.
