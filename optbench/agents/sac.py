@@ -45,52 +45,16 @@ from optbench.optimizers.unroll import Unroll
 
 GRAD_SAMPLES_NOTE = """Choice of the iterative optimizer's gradient samples ``n`` (``grad_samples``).
 
-Measured on the development machine (HalfCheetah dims S=17, A=6, batch 256, 1 torch thread;
-reproduce with ``python benchmarks/bench_sac_vs_sb3.py --updates-only``). First column: wall
-clock on the idle machine (foreach Adam); second: CPU time per update with fused Adam while
-two training runs shared the machine.
-
-                                             idle wall     loaded, CPU time
-    direct SAC update, models off            14.0 ms       12.5 ms  (80 updates/s)
-    direct SAC update, models on             20.3 ms       18.0 ms  (56 updates/s)
-    iterative (K=5), models on, n = 1        90 ms         75 ms    (13 updates/s)
-    iterative (K=5), models on, n = 2       112 ms        119 ms    ( 8 updates/s)
-    iterative (K=5), models on, n = 5       237 ms        245 ms    ( 4 updates/s)
-    iterative (K=5), models on, n = 10      421 ms        423 ms    ( 2 updates/s)
-    acting: direct 0.1 ms/step, iterative (K=5 gradient passes at batch 1) 3-6 ms/step
-
 An iterative update unrolls K = 5 iterations on 2B = 512 states (batch states, whose J
-trains the network, and next states, whose final J is the target V), each needing a
-forward and input-gradient pass of the ensemble on 512·n pairs: ≈ 50 ms + 37 ms · n. With the
-paper's n = 10 one update costs ~22 direct updates and 100k steps take ≈ 12 h on one core,
-which this 2-core machine cannot afford. Budget: an iterative update may cost at most ~6
-direct updates (models on). n = 2 (112-119 ms, 5.5-6.6x) is the largest n inside that
-budget and halves the gradient-input variance of n = 1. Use ``--grad-samples 10`` to
-reproduce the paper's setting where compute allows.
-
-The table above predates the optimized update (same computation, less overhead: see
-:meth:`SACAgent.update`, :meth:`QEnsemble.pairs`, :class:`AdamSteps`). Re-measured against that
-earlier code in one process (``benchmarks/bench_sac_vs_sb3.py --speed --baseline``, CPU
-time, 11 interleaved rounds, loaded machine, batches from a HalfCheetah-v5 replay):
-
-                                             before     after      speed-up
-    direct SAC update, models off            12.8 ms    10.4 ms    1.24x
-    direct SAC update, models on             17.7 ms    14.8 ms    1.19x
-    iterative (K=5), models on, n = 2       121 ms      89 ms      1.37x
-
-so n = 2 now costs 6.0 direct updates with models (was 6.8 in the same run): still the
-budget's choice.
-
-Since then the update's matrix products run on oneDNN (:mod:`optbench.backends.onednn`; same
-computation, 2x faster float32 products on this CPU than torch's default BLAS). Same
-benchmark against the commit before (e11e1cc), 11 rounds, load 4-5:
-
-                                             before     after      speed-up
-    direct SAC update, models off             8.2 ms     5.7 ms    1.44x   (SB3: 11.3 ms)
-    direct SAC update, models on             12.2 ms     8.7 ms    1.39x
-    iterative (K=5), models on, n = 2        79 ms      47 ms      1.62x
-
-n = 2 costs 5.4 direct updates with models: still inside the budget."""
+trains the network, and next states, whose final J is the target V), each needing a forward
+and input-gradient pass of the target ensemble on 512·n pairs, so its cost grows about
+linearly in n. With the paper's n = 10 one update costs about twenty direct updates, which a
+2-core machine cannot afford for agents of several hundred thousand steps; n = 2 was the
+largest n within a budget of about six direct updates when this default was set, and halves
+the gradient-input variance of n = 1. ``python benchmarks/bench_sac_vs_sb3.py --speed
+--grad-samples N`` measures the update and the training step at any n (the figures of the
+default are in ``benchmarks/results/sac_vs_sb3.json``); ``--grad-samples 10`` reproduces the
+paper's setting where compute allows."""
 DEFAULT_GRAD_SAMPLES = 2
 
 
