@@ -78,6 +78,32 @@ def suite_hash(suite: Suite) -> str:
     return h.hexdigest()
 
 
+def suite_of_run(run_info: dict[str, Any]) -> Suite:
+    """The suite a stored run was made from, as it is now (a ``NAME-tuning`` run: the sweep
+    that ``optbench tune`` derives from suite ``NAME``)."""
+    from optbench.runner.tuning import tuning_suite
+    from optbench.suites.spec import load_suite
+
+    where = Path(run_info["provenance"]["suite_directory"])
+    suite = load_suite(str(where if where.is_absolute() else PACKAGE_ROOT / where))
+    if run_info["config"]["suite"] == f"{suite.name}-tuning" and suite.tuning is not None:
+        suite = tuning_suite(suite)
+    return suite
+
+
+def check_run(run_info: dict[str, Any]) -> str | None:
+    """``None`` if a stored run's recorded suite hash matches its suite's files as they are
+    now; otherwise why not (``"not recorded"`` for runs made before hashes were recorded)."""
+    recorded = (run_info.get("provenance") or {}).get("suite_hash")
+    if not recorded:
+        return "not recorded"
+    now = suite_hash(suite_of_run(run_info))
+    if now != recorded:
+        return (f"suite {run_info['config']['suite']!r} changed since the run was made (suite hash {recorded[:12]} "
+                f"then, {now[:12]} now): regenerate the run (nox -s reference)")
+    return None
+
+
 def provenance(suite: Suite) -> dict[str, Any]:
     """The ``provenance`` record of a run of ``suite``."""
     directory = suite.directory.resolve()
@@ -88,4 +114,4 @@ def provenance(suite: Suite) -> dict[str, Any]:
     return {**git_info(), "suite_hash": suite_hash(suite), "suite_directory": where}
 
 
-__all__ = ["git_info", "provenance", "suite_hash", "suite_paths"]
+__all__ = ["check_run", "git_info", "provenance", "suite_hash", "suite_of_run", "suite_paths"]
