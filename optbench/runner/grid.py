@@ -30,7 +30,7 @@ import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from rich.markup import escape
@@ -247,16 +247,21 @@ class _FiniteGuard(PolicyOptimizer):
     def label(self) -> str:
         return self.inner.label()
 
-    def iterate(self, objective, start, iterations, generator):
-        for t, out in enumerate(self.inner.iterate(objective, start, iterations, generator), 1):
-            self.iteration = t
-            params = out.params if isinstance(out, Iterate) else out
-            bad = first_bad_state(params)
-            if bad is not None:
-                raise _Located(f"{self.label()} produced NaN/inf parameters at iteration {t} for {bad[0]} "
-                               f"state(s), the first at state {bad[1]}")
-            self.last = params.detach()
-            yield out
+    def iterate(self, objective: Any, start: torch.Tensor, iterations: int,
+                generator: torch.Generator) -> Iterator[torch.Tensor | Iterate]:
+        steps = self.inner.iterate(objective, start, iterations, generator)
+        try:
+            for t, out in enumerate(steps, 1):
+                self.iteration = t
+                params = out.params if isinstance(out, Iterate) else out
+                bad = first_bad_state(params)
+                if bad is not None:
+                    raise _Located(f"{self.label()} produced NaN/inf parameters at iteration {t} for {bad[0]} "
+                                   f"state(s), the first at state {bad[1]}")
+                self.last = params.detach()
+                yield out
+        finally:
+            steps.close()
 
 
 def _checked_run(optimizer: PolicyOptimizer, obj, task: "CellTask", settings: dict[str, Any],
