@@ -1,9 +1,12 @@
 """nox sessions: `nox -s tests` (the test suite), `nox -s run` (the main benchmark job) and
-`nox -s r8` (the learning-curve tables and plots of results/r8 from results/r8/summary.json).
+`nox -s r8` (the learning-curve tables and plots of results/r8 from results/r8/summary.json) and
+`nox -s reference` (regenerate the committed reference runs under results/ from the current code).
 
 torch is installed first, pinned to the CPU build available here (2.13.0); the package's own
 requirement is a range, which 2.13.0 satisfies, so nothing larger is pulled in.
 """
+
+import shutil
 
 import nox
 
@@ -32,3 +35,30 @@ def r8(session: nox.Session) -> None:
     session.install(TORCH)
     session.install("-e", ".")
     session.run("optbench", "curves", "analyze", "results/r8/summary.json", "--out", "results/r8", *session.posargs)
+
+
+REFERENCE_RUNS = {  # suite -> its committed reference run (made with the suite's own settings)
+    "synthetic": "results/synthetic/run",
+    "mujoco-states": "results/mujoco-states/run",
+    "transfer": "results/transfer/run",
+}
+
+
+@nox.session(python="3.11")
+def reference(session: nox.Session) -> None:
+    """Regenerate reference runs in fresh directories, so run.json records the commit and the
+    suite hash that tests/test_provenance.py checks: `nox -s reference -- synthetic` (default:
+    all of REFERENCE_RUNS; `mujoco-states-tuning` re-runs `optbench tune --suite mujoco-states`
+    into results/mujoco-states/tuning-run, which also rewrites the suite's tuning.json)."""
+    session.install(TORCH)
+    session.install("-e", ".")
+    for name in session.posargs or sorted(REFERENCE_RUNS):
+        if name == "mujoco-states-tuning":
+            out = "results/mujoco-states/tuning-run"
+            shutil.rmtree(out, ignore_errors=True)
+            session.run("optbench", "tune", "--suite", "mujoco-states", "--executor", "processes", "--out", out)
+            continue
+        out = REFERENCE_RUNS[name]
+        shutil.rmtree(out, ignore_errors=True)
+        session.run("optbench", "run", "--suite", name, "--executor", "processes", "--out", out)
+        session.run("optbench", "show", out, "--markdown", f"results/{name}/tables.md")

@@ -79,7 +79,7 @@ def test_killed_run_resumes_without_recomputing(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["run", "--suite", "nosuch"], "unknown suite 'nosuch'"),
     (["run", "--suite", "synthetic", "--optimizers", "adam,nosuch"], "unknown optimizer 'nosuch'"),
-    (["run", "--suite", "synthetic", "--iterations", "-3"], "--iterations must be >= 0"),
+    (["run", "--suite", "synthetic", "--iterations", "-3"], "--iterations must be >= 1"),
     (["run", "--suite", "synthetic", "--states", "0"], "--states must be >= 1"),
     (["run", "--suite", "synthetic", "--device", "cuda:7"], "CUDA is not available"),
     (["show", "/nonexistent/run"], "not an optbench run directory"),

@@ -15,9 +15,10 @@ import pytest
 
 from optbench.cli import main
 from optbench.optimizers.adam import Adam
-from optbench.optimizers.base import OptimizerError, PolicyOptimizer, register
+from optbench.optimizers.base import PolicyOptimizer, register
 from optbench.runner.executors import ExecutorError, InProcessExecutor, ProcessExecutor, Shared, make_executor
-from optbench.runner.grid import GridContext, ObjectiveTask, compute_task, directory_digest, plan_run, run_plan, suite_bundle
+from optbench.runner.grid import (CellsFailed, GridContext, ObjectiveTask, compute_task, directory_digest, plan_run, run_plan,
+                                  suite_bundle)
 from optbench.suites.spec import load_suite
 
 MARKER = "OPTBENCH_TEST_KILL_MARKER"
@@ -162,13 +163,15 @@ def test_ray_cluster_matches_inprocess_after_a_worker_dies(ray_cluster, suite, r
     assert ray.is_initialized()  # an executor leaves a cluster it did not start running
 
 
-def test_ray_task_error_reaches_the_driver_as_itself(ray_cluster, suite, tmp_path):
+def test_ray_cell_failure_reaches_the_driver_and_the_other_cells_are_stored(ray_cluster, suite, tmp_path):
     out = tmp_path / "nan"
     plan = plan_run(suite, optimizers=["adam", "test-nan"], iterations=4, seeds=[0])
-    with make_executor("ray", workers=2) as ex, pytest.raises(OptimizerError, match="NaN/inf parameters at iteration 3"):
+    with make_executor("ray", workers=2) as ex, pytest.raises(CellsFailed, match="NaN/inf parameters at iteration 3") as err:
         run_plan(plan, out, show_progress=False, executor=ex)
-    for p in (out / "cells").glob("*.json"):
-        assert "test-nan" not in p.name
+    assert {f["optimizer"] for f in err.value.failures} == {"test-nan"}
+    cells = list((out / "cells").glob("*.json"))
+    assert cells and all("test-nan" not in p.name for p in cells)
+    for p in cells:
         json.loads(p.read_text())  # every stored cell is whole
 
 

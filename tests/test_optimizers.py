@@ -89,7 +89,9 @@ def test_nan_parameters_are_refused_with_one_line(quadratic):
 @pytest.mark.parametrize("spec,message", [
     ("nosuch", "unknown optimizer 'nosuch'"),
     ("adam(lr=", "malformed"),
-    ("adam(lr=-1)", "lr > 0"),
+    ("adam(lr=-1)", "setting lr must be a finite number > 0, got -1"),
+    ("adam(lr='x')", "setting lr must be a finite number > 0, got 'x'"),
+    ("cem(population=10,elites=20)", "setting elites must be an integer >= 1 and <= 10, got 20"),
     ("adam(bogus=1)", "bad settings for optimizer 'adam'"),
 ])
 def test_bad_specs(spec, message):

@@ -4,8 +4,13 @@ A checkpoint is one safetensors file: every tensor (networks, Adam moments, RNG 
 replay buffer; always CPU tensors, so a checkpoint loads on any device) plus a JSON document
 in the safetensors header (``__metadata__["optbench"]``) holding configuration, counters,
 numpy/env RNG states and optimizer hyperparameters. The
-JSON carries a sha256 digest of all tensor bytes, verified on load, so a truncated or
-modified file is refused. Writes are atomic (temporary file + ``os.replace``).
+JSON carries a sha256 digest of all tensor bytes (``digest``) and, since format version 2, a
+sha256 of the JSON document itself (``meta_digest``, over its canonical form without that
+field; it covers ``digest`` and so the tensors too). Both are verified on load, so a
+truncated file, modified tensors or edited metadata (say, the task name) are refused.
+Version-1 files (``digest`` only, written before metadata was covered) still load, their
+tensors verified; a run resumed from one writes version 2 from its next checkpoint on.
+Writes are atomic (temporary file + ``os.replace``; a failed write leaves the previous file).
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 FORMAT = "optbench-checkpoint"
-VERSION = 1
+VERSION = 2  # written; 1: no metadata checksum (still read)
+READABLE_VERSIONS = (1, 2)
 CHECKPOINT_NAME = "checkpoint.safetensors"
 
 
@@ -37,18 +43,30 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def metadata_digest(meta: dict) -> str:
+    """sha256 of a checkpoint's JSON document in canonical form, without ``meta_digest``."""
+    body = {k: v for k, v in meta.items() if k != "meta_digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Atomically write ``tensors`` (stored as CPU tensors, whatever their device) and ``meta``
-    (JSON-able) to ``path``."""
+    (JSON-able) to ``path``; a failed write (full disk, ...) leaves the previous file and no
+    temporary file."""
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous().clone() if v.requires_grad else v.detach().cpu().contiguous()
                for k, v in tensors.items()}
-    meta = dict(meta, format=FORMAT, format_version=VERSION, digest=tensor_digest(tensors))
+    meta = json.loads(json.dumps(dict(meta, format=FORMAT, format_version=VERSION, digest=tensor_digest(tensors))))
+    meta["meta_digest"] = metadata_digest(meta)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"optbench": json.dumps(meta)})
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata={"optbench": json.dumps(meta)})
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -77,8 +95,11 @@ def load_checkpoint(path: str | Path, *, task: str | None = None, with_tensors: 
         assert meta.get("format") == FORMAT
     except Exception:
         raise CheckpointError(f"{p} is not an optbench checkpoint (missing or bad metadata)") from None
-    if meta.get("format_version") != VERSION:
-        raise CheckpointError(f"{p} has checkpoint format version {meta.get('format_version')}, expected {VERSION}")
+    if meta.get("format_version") not in READABLE_VERSIONS:
+        raise CheckpointError(f"{p} has checkpoint format version {meta.get('format_version')}, expected one of "
+                              f"{', '.join(map(str, READABLE_VERSIONS))}")
+    if meta["format_version"] >= 2 and meta.get("meta_digest") != metadata_digest(meta):
+        raise CheckpointError(f"{p} is corrupt or was edited (metadata checksum mismatch)")
     if with_tensors and tensor_digest(tensors) != meta.get("digest"):
         raise CheckpointError(f"{p} is corrupt (tensor checksum mismatch)")
     if task is not None and meta.get("task") != task:

@@ -14,7 +14,12 @@ A package is a directory::
                           MuJoCo ``*_qpos``/``*_qvel`` and ``*_episode`` index
 
 Everything is float32 safetensors + JSON: loading never executes code. :func:`load_package`
-verifies every checksum and shape and raises :class:`PackageError` (one line) otherwise.
+verifies every checksum, field and shape and raises :class:`PackageError` (one line, naming
+the file and the field) otherwise. Since format version 2, ``package.json`` carries a
+``digest`` of its own (sha256 of the rest of the document in canonical form), so an edited
+task, α or size is refused like a modified tensor file; version-1 documents (no digest:
+packages exported before, and optimizer packages written by ``optbench train-optimizer``)
+still load, their files verified.
 
 :func:`load_package` also reads **optimizer packages** (format ``optbench-optimizer-package``,
 written by ``optbench train-optimizer``, see :mod:`optbench.agents.meta_training`): the same
@@ -48,7 +53,8 @@ from optbench.objectives.q_functions import QEnsemble
 
 FORMAT = "optbench-objective-package"
 OPTIMIZER_FORMAT = "optbench-optimizer-package"
-VERSION = 1
+VERSION = 1  # package.json without a digest of its own (still read, see the module docstring)
+SEALED_VERSION = 2  # package.json with "digest", see seal_document
 MAX_STATE_EPISODES = 500
 
 
@@ -62,6 +68,19 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def document_digest(doc: dict) -> str:
+    """sha256 of a ``package.json`` document in canonical form, without its ``digest``."""
+    body = {k: v for k, v in doc.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def seal_document(doc: dict) -> dict:
+    """``doc`` as format version 2: with the ``digest`` that :func:`load_package` verifies."""
+    doc = json.loads(json.dumps(dict(doc, format_version=SEALED_VERSION)))
+    doc["digest"] = document_digest(doc)
+    return doc
 
 
 # ---------------------------------------------------------------------- export
@@ -144,15 +163,19 @@ def write_package(out_dir: str | Path, files: dict[str, dict[str, torch.Tensor]]
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name, tens in files.items():
-        save_file(tens, str(tmp / name))
-        os.chmod(tmp / name, 0o644)
-    doc = {**doc, "files": {name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
-                            for name in files}}
-    (tmp / "package.json").write_text(json.dumps(doc, indent=2) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    try:
+        for name, tens in files.items():
+            save_file(tens, str(tmp / name))
+            os.chmod(tmp / name, 0o644)
+        doc = {**doc, "files": {name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
+                                for name in files}}
+        (tmp / "package.json").write_text(json.dumps(seal_document(doc), indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:  # a failed export (full disk, Ctrl-C, ...) leaves no partial package behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out
 
 
@@ -339,13 +362,69 @@ def _load_module(module: torch.nn.Module, sd: dict[str, torch.Tensor], what: str
     module.eval()
 
 
+_MISSING = object()
+
+
+class _Doc:
+    """Checked access to the fields of a ``package.json``: every error names the file and the
+    field (``architectures.q.hidden``), and says what was expected."""
+
+    def __init__(self, doc: dict, path: Path):
+        self.doc, self.path = doc, path
+
+    def get(self, dotted: str, kind: str, default: object = _MISSING):
+        """The field at ``dotted``, checked as ``kind``: ``dim`` (a positive integer), ``hidden``
+        (a non-empty list of positive integers), ``number`` (finite), ``nonnegative``
+        (finite, >= 0), ``table`` (a JSON object) or ``any``."""
+        value: object = self.doc
+        for key in dotted.split("."):
+            if not isinstance(value, dict) or key not in value:
+                if default is not _MISSING:
+                    return default
+                raise PackageError(f"{self.path}: missing field {dotted!r}")
+            value = value[key]
+        ok = {
+            "dim": lambda v: _is_int(v) and v >= 1,
+            "hidden": lambda v: isinstance(v, list) and bool(v) and all(_is_int(h) and h >= 1 for h in v),
+            "number": lambda v: _is_number(v),
+            "nonnegative": lambda v: _is_number(v) and v >= 0,
+            "table": lambda v: isinstance(v, dict),
+            "any": lambda v: True,
+        }[kind](value)
+        if not ok:
+            want = {"dim": "a positive integer", "hidden": "a non-empty list of positive integers",
+                    "number": "a finite number", "nonnegative": "a finite number >= 0", "table": "a JSON object"}[kind]
+            raise PackageError(f"{self.path}: field {dotted!r} must be {want}, got {value!r}")
+        return value
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+
+def _listed_files(doc: _Doc, root: Path) -> dict[str, dict]:
+    """``files``: a table of plain file names in the package directory -> ``{sha256, bytes}``."""
+    files = doc.get("files", "table")
+    for name, info in files.items():
+        if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+            raise PackageError(f"{doc.path}: field 'files' names {name!r}, which is not a file of the package directory")
+        if not isinstance(info, dict) or not isinstance(info.get("sha256"), str) or not _is_int(info.get("bytes")):
+            raise PackageError(f"{doc.path}: field 'files.{name}' must be a table with a string 'sha256' and an "
+                               f"integer 'bytes', got {info!r}")
+    return files
+
+
 def load_package(path: str | Path) -> AgentPackage:
     """Load and verify an objective or optimizer package directory (or its ``package.json``)."""
     root = Path(path).expanduser()
     if root.name == "package.json":
         root = root.parent
     doc_path = root / "package.json"
-    if not doc_path.exists():
+    if not doc_path.is_file():
         raise PackageError(f"{root} is not an objective package (no package.json)")
     try:
         meta = json.loads(doc_path.read_text())
@@ -355,31 +434,38 @@ def load_package(path: str | Path) -> AgentPackage:
     if meta.get("format") not in (FORMAT, OPTIMIZER_FORMAT):
         raise PackageError(f"{doc_path} is not an optbench objective package")
     optimizer_only = meta["format"] == OPTIMIZER_FORMAT  # networks only
-    if meta.get("format_version") != VERSION:
-        raise PackageError(f"{doc_path} has package format version {meta.get('format_version')}, expected {VERSION}")
-    try:
-        S, A = int(meta["state_dim"]), int(meta["action_dim"])
-        arch = meta["architectures"]
-        files = meta["files"]
-        if not optimizer_only:
-            float(meta["alpha"])
-    except (KeyError, TypeError, ValueError):
-        raise PackageError(f"{doc_path} lacks required fields (state_dim, action_dim, alpha, architectures, files)") from None
+    if meta.get("format_version") not in (VERSION, SEALED_VERSION):
+        raise PackageError(f"{doc_path} has package format version {meta.get('format_version')!r}, expected "
+                           f"{VERSION} or {SEALED_VERSION}")
+    if meta["format_version"] == SEALED_VERSION and meta.get("digest") != document_digest(meta):
+        raise PackageError(f"{doc_path} was modified (its digest does not match its content)")
+    doc = _Doc(meta, doc_path)
+    S, A = doc.get("state_dim", "dim"), doc.get("action_dim", "dim")
+    arch = doc.get("architectures", "table")
+    if not optimizer_only:
+        doc.get("alpha", "nonnegative")
+    files = _listed_files(doc, root)
     for name, info in files.items():
         fp = root / name
-        if not fp.exists():
+        if not fp.is_file():
             raise PackageError(f"package file {fp} is missing")
-        if fp.stat().st_size != info.get("bytes") or sha256_file(fp) != info.get("sha256"):
+        if fp.stat().st_size != info["bytes"] or sha256_file(fp) != info["sha256"]:
             raise PackageError(f"package file {fp} was modified or truncated (sha256 mismatch)")
     for required in ("iterative.safetensors",) if optimizer_only else ("q.safetensors", "states.safetensors"):
         if required not in files:
             raise PackageError(f"{doc_path} does not list {required}")
+    needs = {"direct.safetensors": ("direct",), "iterative.safetensors": ("iterative",),
+             "models.safetensors": ("dynamics", "reward")}
+    for name, parts in needs.items():
+        for part in parts if name in files else ():
+            doc.get(f"architectures.{part}.hidden", "hidden")
     q, states, mj = None, {}, {}
     if not optimizer_only:
-        qa = arch["q"]
-        if (qa["state_dim"], qa["action_dim"]) != (S, A):
-            raise PackageError(f"{doc_path}: Q architecture dims {qa['state_dim']}/{qa['action_dim']} != {S}/{A}")
-        q = QEnsemble(S, A, tuple(qa["hidden"]), int(qa["ensemble_size"]))
+        dims = (doc.get("architectures.q.state_dim", "dim"), doc.get("architectures.q.action_dim", "dim"))
+        if dims != (S, A):
+            raise PackageError(f"{doc_path}: Q architecture dims {dims[0]}/{dims[1]} != {S}/{A}")
+        q = QEnsemble(S, A, tuple(doc.get("architectures.q.hidden", "hidden")),
+                      doc.get("architectures.q.ensemble_size", "dim"))
         _load_module(q, _read(root / "q.safetensors"), "Q-ensemble", root / "q.safetensors")
 
         st = _read(root / "states.safetensors")
@@ -387,9 +473,9 @@ def load_package(path: str | Path) -> AgentPackage:
             if split not in st:
                 raise PackageError(f"{root / 'states.safetensors'} lacks the {split!r} split")
             x = st[split]
-            if x.dim() != 2 or x.shape[1] != S or x.dtype != torch.float32:
+            if x.dim() != 2 or x.shape[0] < 1 or x.shape[1] != S or x.dtype != torch.float32:
                 raise PackageError(f"{root / 'states.safetensors'}: {split} states have shape {list(x.shape)} "
-                                   f"({x.dtype}), expected [N, {S}] float32")
+                                   f"({x.dtype}), expected [N, {S}] float32 with N >= 1")
             states[split] = x
         for k, v in st.items():
             if k not in states:
@@ -406,7 +492,8 @@ def load_package(path: str | Path) -> AgentPackage:
         _load_module(direct, _read(root / "direct.safetensors"), "direct network", root / "direct.safetensors")
     if "iterative.safetensors" in files:
         ia = arch["iterative"]
-        iterative = IterativeOptimizerNet(S, A, tuple(ia["hidden"]), ia.get("init_mu", 0.0), ia.get("init_std", 1.0))
+        iterative = IterativeOptimizerNet(S, A, tuple(ia["hidden"]), doc.get("architectures.iterative.init_mu", "number", 0.0),
+                                          doc.get("architectures.iterative.init_std", "number", 1.0))
         _load_module(iterative, _read(root / "iterative.safetensors"), "iterative network",
                      root / "iterative.safetensors")
     if "models.safetensors" in files:
@@ -420,8 +507,9 @@ def load_package(path: str | Path) -> AgentPackage:
     return AgentPackage(root, meta, q, states, direct, iterative, dynamics, reward, mj)
 
 
-__all__ = ["AgentPackage", "OPTIMIZER_FORMAT", "PackageError", "check_out_dir", "collect_states", "export_package",
-           "f32_state_dict", "load_package", "states_and_eval_doc", "write_package"]
+__all__ = ["AgentPackage", "OPTIMIZER_FORMAT", "PackageError", "SEALED_VERSION", "check_out_dir", "collect_states",
+           "document_digest", "export_package", "f32_state_dict", "load_package", "seal_document",
+           "states_and_eval_doc", "write_package"]
 
 # Loading a package makes its optimizers available by name ("direct", "iterative").
 import optbench.optimizers.amortized  # noqa: E402,F401

@@ -5,12 +5,20 @@ A run lives in one output directory::
     OUT/checkpoint.safetensors   latest checkpoint (atomic), see optbench.agents.checkpoint
     OUT/config.json              the run's configuration
     OUT/log.csv episodes.csv evals.csv learning_curve.png
+    OUT/.lock                    while a process trains here (see optbench.locks)
 
-Re-running the same command resumes from ``OUT/checkpoint.safetensors``. Periodic checkpoints
-are written at the first episode end after every ``checkpoint_every`` steps, so a resumed run
-continues exactly as the uninterrupted run would have (same replay contents, RNG streams and
-environment RNG); a checkpoint written mid-episode (end of training, Ctrl-C) resumes with a
-fresh episode.
+One process trains in a directory at a time: a :class:`Trainer` takes the directory's lock
+before it reads or writes anything there and holds it until :meth:`Trainer.train` returns
+(a second trainer is refused with a one-line error naming the holder; the lock of a killed
+process is taken over).
+
+Re-running the same command resumes from ``OUT/checkpoint.safetensors``, and says so (from
+which step), or says that there is nothing to resume from when the directory holds the logs
+of a run killed before its first checkpoint. Periodic checkpoints are written at the first
+episode end after every :func:`checkpoint_interval` steps, so a resumed run continues exactly
+as the uninterrupted run would have (same replay contents, RNG streams and environment RNG);
+a checkpoint written mid-episode (end of training, Ctrl-C) resumes with a fresh episode.
+Writing a checkpoint draws no random numbers, so the interval changes nothing a run computes.
 
 The device (``Trainer(..., device=...)``, ``optbench train --device``) is a runtime option, not
 part of the run: a run may stop on one device and resume on another. Networks are initialized
@@ -38,6 +46,7 @@ from optbench.agents.evaluate import run_episodes
 from optbench.agents.replay import ReplayBuffer
 from optbench.agents.sac import SACAgent, SACConfig, UpdateStats
 from optbench.agents.training_log import TrainingLog, TrainingProgress
+from optbench.locks import DirectoryLock
 
 EVAL_SEED = 1_000_003  # the same evaluation episodes for every agent and seed (learning curves compare on them)
 SNAPSHOT_DIR = "snapshots"
@@ -58,6 +67,14 @@ def versions() -> dict:
 
     out["optbench"] = __version__
     return out
+
+
+def checkpoint_interval(cfg: SACConfig) -> int:
+    """Steps between periodic checkpoints: ``cfg.checkpoint_every`` (default 10,000), but at
+    most ``max(1000, steps // 20)``, so a short run checkpoints about 20 times and a killed
+    run loses at most 1,000 steps or 5 % of the run (about 10 s to a few minutes of training
+    at the ~120 updates/s of SPEC §5) plus the episode in progress."""
+    return max(1, min(int(cfg.checkpoint_every), max(1000, int(cfg.steps) // 20)))
 
 
 def agent_from_checkpoint(tensors: dict, meta: dict, device: torch.device | str = "cpu") -> SACAgent:
@@ -94,6 +111,16 @@ class Trainer:
         self.state_dim, self.action_dim = env_dims(self.env)
         self.resumed_from: int | None = None
         self._env_rng_before_reset: dict | None = None
+        self._lock = DirectoryLock(self.out_dir, "training directory", echo=echo).acquire()
+        try:
+            self._open(cfg)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open(self, cfg: SACConfig) -> None:
+        """Resume from the directory's checkpoint, or start afresh (saying which)."""
+        echo = self.echo
         if self.ckpt_path.exists():
             tensors, meta = load_checkpoint(self.ckpt_path)
             old = SACConfig.from_dict(meta["config"])
@@ -109,10 +136,23 @@ class Trainer:
                 echo(f"note: resuming with the checkpoint's settings; ignoring changed {', '.join(differ)}")
             self.cfg = old
             self._restore(tensors, meta)
+            self.start_note = (f"resuming {old.task}/{old.policy} from step {self.step} of {old.steps} "
+                               f"({self.out_dir}; checkpoint every {checkpoint_interval(old)} steps)")
         else:
+            earlier = [int(float(r["step"])) for r in TrainingLog.peek(self.out_dir) if r.get("step")]
             self.cfg = cfg
             self._fresh()
+            self.start_note = (f"starting {cfg.task}/{cfg.policy} from step 0 ({self.out_dir}; checkpoint every "
+                               f"{checkpoint_interval(cfg)} steps)")
+            if earlier:
+                self.start_note = (f"note: {self.out_dir} holds the logs of an earlier run (to step {max(earlier)}) "
+                                   f"but no checkpoint, so there is nothing to resume from (it stopped before its "
+                                   f"first checkpoint); its logs are discarded, " + self.start_note)
         self.log = TrainingLog(self.out_dir, self.step)
+
+    def close(self) -> None:
+        """Release the directory's lock (done by :meth:`train` when it returns)."""
+        self._lock.release()
 
     # ------------------------------------------------------------------ setup
     def _fresh(self) -> None:
@@ -208,11 +248,20 @@ class Trainer:
         ``stop_after`` (tests) abandons the run after that many more steps without a final
         checkpoint, as if the process had been killed.
         """
+        self._lock.acquire()  # held since __init__, unless a previous train() released it
+        try:
+            return self._train(stop_after)
+        finally:
+            self._lock.release()
+
+    def _train(self, stop_after: int | None) -> TrainResult:
         cfg, agent = self.cfg, self.agent
-        if self.resumed_from is not None:
-            self.echo(f"resuming {cfg.task}/{cfg.policy} from step {self.step} ({self.out_dir})")
+        if self.start_note:
+            self.echo(self.start_note)
+            self.start_note = ""
+        every = checkpoint_interval(cfg)
         end = cfg.steps if stop_after is None else min(cfg.steps, self.step + stop_after)
-        next_ckpt = (self.step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+        next_ckpt = (self.step // every + 1) * every
         window: list[UpdateStats] = []
         update_time, win_updates = 0.0, 0
         win_start, win_step = time.perf_counter(), self.step
@@ -275,7 +324,7 @@ class Trainer:
                     seg_start = time.perf_counter()
                     self.save(episode_boundary=True)
                     self.log.plot(f"{cfg.task} {cfg.policy} seed {cfg.seed}")
-                    next_ckpt = (self.step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+                    next_ckpt = (self.step // every + 1) * every
                 bar.advance(self.step)
         except KeyboardInterrupt:
             self.wall_time += time.perf_counter() - seg_start

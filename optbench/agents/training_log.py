@@ -86,6 +86,12 @@ class TrainingLog:
         for f in (self.log, self.episodes, self.evals):
             f.truncate_after(resume_step)
 
+    @staticmethod
+    def peek(out_dir: Path) -> list[dict]:
+        """The rows already in a directory's ``log.csv`` and ``episodes.csv`` (left as they are)."""
+        out_dir = Path(out_dir)
+        return CsvFile(out_dir / "log.csv", LOG_FIELDS).read() + CsvFile(out_dir / "episodes.csv", EPISODE_FIELDS).read()
+
     def plot(self, title: str = "") -> Path | None:
         """Write ``learning_curve.png`` (training episode returns and evaluation mean ± std)."""
         try:

@@ -1,6 +1,8 @@
 """The ``optbench`` command line. Each sub-command lives in its own module and registers
 itself through ``add_parser(subparsers)``; :func:`main` turns every expected failure
-(bad input, missing files, NaN from an optimizer) into a one-line error and exit code 2."""
+(bad input, missing files, NaN from an optimizer, a directory another process is writing,
+a file that cannot be written: read-only, full disk) into a one-line error and exit code 2.
+Bad command-line syntax is reported in one line too (exit code 2)."""
 
 from __future__ import annotations
 
@@ -27,11 +29,28 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``error: optbench run: argument ...``)
+    rather than the usage text followed by the message; its sub-parsers are of this class too."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for a file-system error: what failed, on which path, and why."""
+    what = exc.strerror or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    if not paths:
+        return str(exc).splitlines()[0] if str(exc) else what
+    return f"{what}: {' -> '.join(paths)}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from optbench.cli import (agent_commands, analysis_commands, interop_commands, meta_commands, run_commands,
                               study_commands)
 
-    parser = argparse.ArgumentParser(prog="optbench", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = OneLineParser(prog="optbench", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
     for module in (run_commands, agent_commands, meta_commands, analysis_commands, study_commands, interop_commands):
         module.add_parsers(sub)
@@ -53,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (UserError, OptimizerError, FileNotFoundError, ValueError) as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return 2
+    except OSError as exc:  # writing results, checkpoints, reports: read-only, full disk, ...; earlier work is kept
+        err_console.print(f"[bold red]error:[/] {escape(os_error_message(exc))}",
+                          highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]; finished work is saved, re-run the same command to resume")

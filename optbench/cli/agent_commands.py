@@ -73,6 +73,7 @@ def cmd_train_grid(args) -> int:
     from optbench.agents.envs import make_env
     from optbench.cli import UserError
     from optbench.cli.run_commands import _check_device, executor_from_args
+    from optbench.locks import DirectoryLock
     from optbench.runner.executors import ExecutorError
     from optbench.runner.store import atomic_write_json
 
@@ -87,7 +88,7 @@ def cmd_train_grid(args) -> int:
     ctx = {"config": _config_kwargs(args), "out": str(out), "quiet": args.quiet, "device": args.device}
     grid = [(t, s) for t in tasks for s in seeds]
     summary = []
-    with executor_from_args(args, args.device) as executor:
+    with DirectoryLock(out, "training grid directory", echo=print), executor_from_args(args, args.device) as executor:
         if args.executor != "inprocess":
             print(f"training {len(grid)} agents on {executor.describe()}")
         else:
@@ -189,14 +190,14 @@ def cmd_model_error(args) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register the trainer's sub-commands."""
+    from optbench.cli.run_commands import _int_list, add_executor_options, positive_int
+
     p = sub.add_parser("train", help="train a SAC agent (direct or iterative policy); re-run to resume")
     p.add_argument("--task", required=True, help="gymnasium task id, e.g. HalfCheetah-v5")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output directory (checkpoint, logs); resumed if it holds a run")
     _training_options(p)
     p.set_defaults(func=cmd_train)
-
-    from optbench.cli.run_commands import _int_list, add_executor_options
 
     p = sub.add_parser("train-grid", help="train agents for tasks × seeds through an executor; re-run to resume",
                        description="Train one agent per (task, seed) into OUT/TASK-POLICY-sSEED, in-process or "
@@ -211,7 +212,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("evaluate", help="deterministic evaluation episodes of a checkpoint")
     p.add_argument("checkpoint", help="checkpoint file or training output directory")
-    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--episodes", type=positive_int, default=10, help="evaluation episodes (>= 1, default 10)")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--task", default=None, help="refuse unless the checkpoint is for this task")
     p.add_argument("--threads", type=int, default=1)
@@ -222,9 +223,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a frozen objective package from a checkpoint")
     p.add_argument("checkpoint", help="checkpoint file or training output directory")
     p.add_argument("--out", required=True, help="package directory to write")
-    p.add_argument("--states", type=int, default=1000, help="benchmark states")
-    p.add_argument("--heldout", type=int, default=None, help="held-out states (default: same as --states)")
-    p.add_argument("--episodes", type=int, default=10, help="evaluation episodes (return, state source)")
+    p.add_argument("--states", type=positive_int, default=1000, help="benchmark states")
+    p.add_argument("--heldout", type=positive_int, default=None, help="held-out states (default: same as --states)")
+    p.add_argument("--episodes", type=positive_int, default=10, help="evaluation episodes (return, state source)")
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--task", default=None, help="refuse unless the checkpoint is for this task")
     p.add_argument("--force", action="store_true", help="overwrite an existing package directory")
@@ -238,7 +239,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        "from fresh seeds and report the dynamics model's one-step and h-step open-loop prediction "
                        "errors and the reward model's errors.")
     p.add_argument("package", help="objective package directory (optbench export)")
-    p.add_argument("--episodes", type=int, default=5, help="held-out episodes (default 5)")
+    p.add_argument("--episodes", type=positive_int, default=5, help="held-out episodes (default 5)")
     p.add_argument("--horizons", default="1,2,5", help="open-loop horizons, e.g. 1,2,5 (default)")
     p.add_argument("--max-steps", type=int, default=None, help="cut every episode after this many steps")
     p.add_argument("--seed", type=int, default=None, help="first reset seed (default: a held-out seed range)")
@@ -248,6 +249,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _training_options(p: argparse.ArgumentParser) -> None:
+    from optbench.cli.run_commands import positive_int
+
     p.add_argument("--policy", choices=["direct", "iterative"], default="direct")
     p.add_argument("--steps", type=int, default=1_000_000, help="total environment steps")
     p.add_argument("--threads", type=int, default=1, help="torch threads (per worker under an executor; default 1)")
@@ -256,8 +259,11 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-models", action="store_true", help="do not train the dynamics/reward models")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--hidden", default=None, help="hidden sizes of every network, e.g. 256,256 (default)")
-    for name, typ in (("gamma", float), ("tau", float), ("lr", float), ("batch-size", int), ("buffer-size", int),
-                      ("random-steps", int), ("beta-train", float), ("beta-act", float), ("iterations", int),
-                      ("grad-samples", int), ("checkpoint-every", int), ("eval-every", int),
-                      ("eval-episodes", int), ("log-every", int), ("model-pretrain-updates", int)):
+    for name, typ in (("gamma", float), ("tau", float), ("lr", float), ("batch-size", positive_int),
+                      ("buffer-size", positive_int), ("random-steps", int), ("beta-train", float), ("beta-act", float),
+                      ("iterations", positive_int), ("grad-samples", positive_int), ("eval-every", positive_int),
+                      ("eval-episodes", positive_int), ("log-every", positive_int), ("model-pretrain-updates", int)):
         p.add_argument(f"--{name}", type=typ, default=None, help="override the default (SPEC §3)")
+    p.add_argument("--checkpoint-every", type=positive_int, default=None,
+                   help="steps between checkpoints, at most (default 10000; short runs checkpoint more often: every "
+                        "min(N, max(1000, steps // 20)) steps, see optbench.agents.trainer.checkpoint_interval)")

@@ -10,13 +10,36 @@ from optbench.cli import UserError, console, set_threads
 
 
 def _int_list(text: str) -> list[int]:
+    """Seeds ``0,1,2`` or ``0..4`` (inclusive): a non-empty list without repeats."""
+    from optbench.suites.spec import SuiteError, check_seeds
+
     try:
         if "," not in text and ".." in text:
             lo, hi = text.split("..")
-            return list(range(int(lo), int(hi) + 1))
-        return [int(x) for x in text.split(",") if x.strip()]
+            if int(hi) < int(lo):
+                raise argparse.ArgumentTypeError(f"empty range {text!r} (the range is inclusive and counts up, "
+                                                 f"e.g. {hi.strip()}..{lo.strip()})")
+            seeds = list(range(int(lo), int(hi) + 1))
+        else:
+            seeds = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected integers like 0,1,2 or 0..4, got {text!r}") from None
+    try:
+        check_seeds(seeds, "the list")
+    except SuiteError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, got {text!r}") from None
+    return seeds
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _split_specs(text: str) -> list[str]:
@@ -52,7 +75,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plugin", action="append", default=[], help="a module (name or .py path) that registers "
                    "optimizers with @optbench.optimizers.register; repeatable (see docs/bring-your-own.md)")
     p.add_argument("--optimizers", type=_split_specs, help="comma-separated suite labels or optimizer specs")
-    p.add_argument("--iterations", type=int, help="iteration budget for every optimizer (overrides the suite)")
+    p.add_argument("--iterations", type=int, help="iteration budget (>= 1) for every optimizer (overrides the suite)")
     p.add_argument("--seeds", type=_int_list, help="seeds, e.g. 0,1,2 or 0..9")
     p.add_argument("--states", type=int, help="number of states per objective")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
@@ -132,7 +155,7 @@ def _execute(plan, out: Path, args: argparse.Namespace):
 
     with executor_from_args(args, args.device) as executor:
         try:
-            return run_plan(plan, out, executor=executor)
+            return run_plan(plan, out, executor=executor, echo=lambda line: console.print(line, highlight=False))
         except ExecutorError as exc:
             raise UserError(f"{exc}; finished cells are saved, re-run the same command to resume") from None
 
@@ -140,7 +163,7 @@ def _execute(plan, out: Path, args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from optbench.reporting.plots import plot_run
     from optbench.reporting.tables import print_run
-    from optbench.runner.grid import plan_run
+    from optbench.runner.grid import CellsFailed, plan_run
     from optbench.suites.spec import load_suite
 
     _check_device(args.device, local=args.executor != "ray")
@@ -160,12 +183,18 @@ def cmd_run(args: argparse.Namespace) -> int:
                     states=args.states, quick=args.quick, device=args.device)
     out = out or plan.default_out()
     tic = time.perf_counter()
-    store = _execute(plan, out, args)
+    failed = None
+    try:
+        store = _execute(plan, out, args)
+    except CellsFailed as exc:  # the other cells are stored: show them, then fail
+        store, failed = exc.store, exc
     print_run(store, console)
     if not args.no_plots:
         paths = plot_run(store)
         console.print("plots: " + ", ".join(str(p) for p in paths))
     console.print(f"results in {out} ({time.perf_counter() - tic:.1f} s); re-print with `optbench show {out}`")
+    if failed is not None:
+        raise UserError(str(failed))
     return 0
 
 
@@ -180,7 +209,7 @@ def load_plugins(modules: list[str]) -> None:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from optbench.runner.grid import plan_run
-    from optbench.runner.store import atomic_write_json
+    from optbench.runner.store import atomic_write_json, write_text_atomic
     from optbench.runner.tuning import markdown, parse_criterion, select, suite_lines, tuning_path, tuning_suite
     from optbench.suites.spec import load_suite
 
@@ -197,7 +226,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     result["run"] = str(out)
     path = tuning_path(suite)
     atomic_write_json(path, result)
-    path.with_suffix(".md").write_text(markdown(result))
+    write_text_atomic(path.with_suffix(".md"), markdown(result))
     console.print(f"criterion {criterion.name}: {criterion.describe()}", highlight=False)
     for g in result["grids"]:
         console.print(f"[bold]{g['label']}[/]: chosen [cyan]{g['chosen']}[/] "
@@ -243,11 +272,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from optbench.reporting.tables import markdown_run, print_run
-    from optbench.runner.store import ResultsStore
+    from optbench.runner.store import ResultsStore, write_text_atomic
 
     store = ResultsStore.open_existing(args.run)
     print_run(store, console)
     if args.markdown:
-        args.markdown.write_text(markdown_run(store))
+        write_text_atomic(args.markdown, markdown_run(store))
         console.print(f"wrote {args.markdown}")
     return 0

@@ -13,7 +13,8 @@ import torch
 from torch import Tensor
 
 from optbench.objectives.policy_objective import PolicyObjective
-from optbench.optimizers.base import PolicyOptimizer, register
+from optbench.optimizers.base import OptimizerError, PolicyOptimizer, register
+from optbench.optimizers.settings import number
 
 
 @register("adam")
@@ -23,10 +24,12 @@ class Adam(PolicyOptimizer):
     label_always = ("lr", "samples")  # betas appear in the label only when not the default
 
     def __init__(self, lr: float = 0.01, samples: int = 10, betas: tuple[float, float] = (0.9, 0.999)):
-        if lr <= 0 or samples < 1:
-            raise ValueError("adam needs lr > 0 and samples >= 1")
-        if len(tuple(betas)) != 2 or not all(0 <= b < 1 for b in betas):
-            raise ValueError("adam needs two betas in [0, 1)")
+        number("adam", "lr", lr, low=0, above=True)
+        number("adam", "samples", samples, low=1, integer=True)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise OptimizerError(f"adam: setting betas must be a pair of numbers in [0, 1), got {betas!r}")
+        for b in betas:
+            number("adam", "betas", b, low=0, high=1, below=True)
         self.lr, self.samples, self.betas = lr, samples, tuple(betas)
 
     def iterate(self, objective: PolicyObjective, start: Tensor, iterations: int,

@@ -22,6 +22,7 @@ from torch import Tensor
 from optbench.objectives.distributions import join_params, split_params
 from optbench.objectives.policy_objective import PolicyObjective
 from optbench.optimizers.base import PolicyOptimizer, register
+from optbench.optimizers.settings import number
 
 
 @register("cem")
@@ -31,10 +32,10 @@ class CEM(PolicyOptimizer):
     label_always = ("population", "elites", "smoothing", "min_std")
 
     def __init__(self, population: int = 100, elites: int = 10, smoothing: float = 1.0, min_std: float = 1e-3):
-        if not 1 <= elites <= population:
-            raise ValueError("cem needs 1 <= elites <= population")
-        if not 0 < smoothing <= 1:
-            raise ValueError("cem smoothing must be in (0, 1]")
+        number("cem", "population", population, low=1, integer=True)
+        number("cem", "elites", elites, low=1, high=population, integer=True)
+        number("cem", "smoothing", smoothing, low=0, above=True, high=1)
+        number("cem", "min_std", min_std, low=0, above=True)
         self.population, self.elites, self.smoothing, self.min_log_std = population, elites, smoothing, math.log(min_std)
 
     @torch.no_grad()

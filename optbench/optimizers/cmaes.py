@@ -23,6 +23,7 @@ from torch import Tensor
 
 from optbench.objectives.policy_objective import PolicyObjective
 from optbench.optimizers.base import PolicyOptimizer, register
+from optbench.optimizers.settings import number
 
 
 @register("cmaes")
@@ -32,8 +33,10 @@ class CMAES(PolicyOptimizer):
     label_always = ("sigma0", "popsize", "samples")
 
     def __init__(self, sigma0: float = 0.5, popsize: int | None = None, samples: int = 10):
-        if sigma0 <= 0 or samples < 1 or (popsize is not None and popsize < 2):
-            raise ValueError("cmaes needs sigma0 > 0, samples >= 1, popsize >= 2")
+        number("cmaes", "sigma0", sigma0, low=0, above=True)
+        number("cmaes", "samples", samples, low=1, integer=True)
+        if popsize is not None:
+            number("cmaes", "popsize", popsize, low=2, integer=True)
         self.sigma0, self.popsize, self.samples = sigma0, popsize, samples
 
     @torch.no_grad()

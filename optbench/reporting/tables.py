@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from optbench.metrics.summary import OptimizerSummary, group_cells, reference_values, summarize
@@ -106,6 +107,17 @@ def print_run(store: ResultsStore, console: Console | None = None) -> None:
         console.print(objective_table(obj, known, summaries))
     for table in question_tables(store):
         console.print(table)
+    failed = failure_lines(store)
+    if failed:
+        console.print(f"[bold red]{len(failed)} failed cell(s)[/] (not in the tables above; re-running the run's command "
+                      "retries them):")
+        for line in failed:
+            console.print(f"  {escape(line)}", highlight=False)
+
+
+def failure_lines(store: ResultsStore) -> list[str]:
+    """One line per failed cell of the run: which cell, and its error."""
+    return [f["error"] for f in store.failures()]
 
 
 def question_tables(store: ResultsStore) -> list[Table]:
@@ -142,4 +154,6 @@ def markdown_run(store: ResultsStore) -> str:
             f"\n\nMachine: {env['cpu']} ({env['cores']} cores, {env['torch_threads']} torch threads), "
             f"torch {env['versions']['torch']}, Python {env['python']}.\n\n")
     tables = [objective_table(*s) for s in objective_summaries(store)] + question_tables(store)
-    return head + "\n".join(markdown_table(t) for t in tables)
+    failed = failure_lines(store)
+    tail = ("\n**Failed cells** (not in the tables):\n\n" + "".join(f"- {line}\n" for line in failed)) if failed else ""
+    return head + "\n".join(markdown_table(t) for t in tables) + tail

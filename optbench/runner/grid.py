@@ -9,6 +9,13 @@ function, :func:`compute_task`, from the suite and the run's settings: workers b
 objectives themselves (and keep the last few built per process), compute a cell and return
 its trace; the driver (:func:`run_plan`) alone writes to the results store, one file per
 cell, atomically, so a retried or duplicated computation can never be stored twice.
+
+Before anything is written, :func:`validate_plan` checks the whole suite (every objective's
+fields, files, checksums and sizes, and every optimizer on every objective it runs on), and
+the driver takes the run directory's lock (:mod:`optbench.locks`); ``run.json`` is read and
+written only under it. A cell whose optimizer or objective produces NaN/inf fails alone: its
+one-line error (objective, optimizer, seed, first bad state) is recorded in the store, the
+other cells run on, and :func:`run_plan` raises :class:`CellsFailed` at the end.
 """
 
 from __future__ import annotations
@@ -26,14 +33,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from optbench.locks import DirectoryLock
 from optbench.optimizers import REGISTRY
-from optbench.optimizers.base import make_optimizer, parse_spec, run_optimizer, spec_needs_context
+from optbench.optimizers.base import (Iterate, OptimizerError, PolicyOptimizer, make_optimizer, parse_spec, run_optimizer,
+                                      spec_needs_context)
 from optbench.runner.executors import Executor, ExecutorError, InProcessExecutor, Shared, worker_device
-from optbench.runner.store import ResultsStore, StoreError, compact, config_hash, slug
-from optbench.suites.sources import SOURCES, BuiltObjective, build_objective, resolve_context
-from optbench.suites.spec import DEFAULT_SETTINGS, OptimizerEntry, Suite, SuiteError
+from optbench.runner.store import ResultsStore, compact, config_hash, slug
+from optbench.suites.sources import SOURCES, BuiltObjective, build_objective, check_objective, resolve_context
+from optbench.suites.spec import DEFAULT_SETTINGS, OptimizerEntry, Suite, SuiteError, check_seeds
 
 
 @dataclass
@@ -77,10 +87,11 @@ def plan_run(suite: Suite, *, optimizers: list[str] | None = None, iterations: i
     """Resolve settings: defaults < suite ``[settings]`` < ``[quick]`` (if ``quick``) < explicit options."""
     settings = {**DEFAULT_SETTINGS, **suite.settings, **(suite.quick if quick else {})}
     settings["iterations_cap"] = settings["iterations"] if quick else None
-    if iterations is not None and iterations < 0:
-        raise SuiteError(f"--iterations must be >= 0, got {iterations}")
+    if iterations is not None and iterations < 1:
+        raise SuiteError(f"--iterations must be >= 1 (iteration 0 is the start, scored in every run), got {iterations}")
     settings["iterations_override"] = iterations
     if seeds is not None:
+        check_seeds(seeds, "--seeds")
         settings["seeds"] = list(seeds)
     if states is not None:
         if states < 1:
@@ -102,6 +113,40 @@ def plan_run(suite: Suite, *, optimizers: list[str] | None = None, iterations: i
         if not spec_needs_context(e.spec):  # amortized ones (and warm starts from them) need their objective's package
             make_optimizer(e.spec)
     return RunPlan(suite, settings, tuple(entries))
+
+
+def validate_plan(plan: RunPlan) -> None:
+    """Check the whole plan before the first cell runs, so that a suite that does not
+    validate writes nothing: every objective (source, fields, files, checksums, sizes; see
+    :func:`~optbench.suites.sources.check_objective`) and every optimizer on every
+    objective it runs on (learned ones built from their package and checked for the
+    objective's state and action sizes). :class:`SuiteError` naming the suite file, the
+    objective and the field, or the optimizer."""
+    suite = plan.suite
+    where = suite.directory / "suite.toml"
+    shapes: dict[str, dict[str, Any]] = {}
+    for entry in suite.objectives:
+        try:
+            shapes[entry.name] = check_objective(entry, suite, plan.settings)
+        except SuiteError as exc:
+            raise SuiteError(f"invalid suite {where}: {exc}") from None
+    for e in plan.optimizers:
+        name = parse_spec(e.spec)[0]
+        if name not in REGISTRY or not REGISTRY[name].amortized:
+            continue  # built once by plan_run already
+        for objective in (o.name for o in suite.objectives if e.runs_on(o.name)):
+            shape = shapes[objective]
+            context = {k: v for k, v in shape.items() if k == "package"}
+            try:
+                optimizer = make_optimizer(e.spec, **{**context, **resolve_context(dict(e.context), suite, objective)})
+            except (OptimizerError, SuiteError, ValueError) as exc:
+                raise SuiteError(f"invalid suite {where}: optimizer {e.label!r} on objective {objective!r}: {exc}") from None
+            net = getattr(optimizer, "network", None)
+            dims = (getattr(net, "state_dim", None), getattr(net, "action_dim", None))
+            want = (shape.get("state_dim"), shape.get("action_dim"))
+            if None not in dims and None not in want and dims != want:
+                raise SuiteError(f"invalid suite {where}: optimizer {e.label!r}'s network expects {dims[0]}-dim states and "
+                                 f"{dims[1]}-dim actions, but objective {objective!r} has {want[0]} and {want[1]}")
 
 
 def objective_record(name: str, built: BuiltObjective, start_scores: torch.Tensor) -> dict[str, Any]:
@@ -164,6 +209,98 @@ class GridContext:
     bundle_digest: str | None = None
 
 
+@dataclass(frozen=True)
+class CellFailure:
+    """What a cell that failed returns instead of its trace: its one-line error."""
+
+    message: str
+
+
+class CellsFailed(OptimizerError):
+    """Raised by :func:`run_plan` after a run in which some cells failed (the others are stored)."""
+
+    def __init__(self, message: str, store: ResultsStore, failures: list[dict[str, Any]]):
+        super().__init__(message)
+        self.store, self.failures = store, failures
+
+
+def first_bad_state(values: torch.Tensor) -> tuple[int, int] | None:
+    """``(number of states, first state)`` whose row of ``values [B, ...]`` holds NaN/inf, or ``None``."""
+    bad = (~torch.isfinite(values.detach())).reshape(values.shape[0], -1).any(-1)
+    if not bad.any():
+        return None
+    return int(bad.sum()), int(bad.nonzero()[0, 0])
+
+
+class _Located(OptimizerError):
+    """A NaN/inf failure whose message already names the first bad state."""
+
+
+class _FiniteGuard(PolicyOptimizer):
+    """An optimizer as seen by :func:`run_optimizer`, failing on the first non-finite estimate
+    with the state it appeared at, and keeping the last estimate (to locate a NaN/inf score)."""
+
+    def __init__(self, inner: PolicyOptimizer):
+        super().__init__()
+        self.inner, self.name, self.last, self.iteration = inner, inner.name, None, 0
+
+    def label(self) -> str:
+        return self.inner.label()
+
+    def initial_estimate(self, objective: Any) -> Iterate | None:  # a warm start's own start
+        return self.inner.initial_estimate(objective)
+
+    def trained_budget(self) -> int | None:
+        return self.inner.trained_budget()
+
+    def iterate(self, objective: Any, start: torch.Tensor, iterations: int,
+                generator: torch.Generator) -> Iterator[torch.Tensor | Iterate]:
+        steps = self.inner.iterate(objective, start, iterations, generator)
+        try:
+            for t, out in enumerate(steps, 1):
+                self.iteration = t
+                params = out.params if isinstance(out, Iterate) else out
+                bad = first_bad_state(params)
+                if bad is not None:
+                    raise _Located(f"{self.label()} produced NaN/inf parameters at iteration {t} for {bad[0]} "
+                                   f"state(s), the first at state {bad[1]}")
+                self.last = params.detach()
+                yield out
+        finally:
+            steps.close()
+
+
+def _checked_run(optimizer: PolicyOptimizer, obj, task: "CellTask", settings: dict[str, Any],
+                 on_iteration: Callable[[int], None] | None, keep_params_at: list[int] = ()):
+    """:func:`run_optimizer` for one cell; a NaN/inf estimate or score comes back as a
+    :class:`CellFailure` naming objective, optimizer, seed and the first bad state, and so
+    does a numerical failure inside the optimizer (torch's ``RuntimeError``, e.g. an Adam step
+    that overflows float32)."""
+    where = f"{task.objective} · {task.entry.label} · seed {task.seed}"
+    guard = _FiniteGuard(optimizer)
+    try:
+        trace = run_optimizer(guard, obj, task.iterations, seed=task.seed, score_at=settings["score_at"],
+                              on_iteration=on_iteration, keep_params_at=list(keep_params_at))
+    except _Located as exc:
+        return CellFailure(f"cell {where}: {exc}")
+    except OptimizerError as exc:  # e.g. a NaN/inf score of a finite estimate: which state?
+        message = str(exc)
+        bad = first_bad_state(obj.score(guard.last)) if guard.last is not None else None
+        if bad is not None:
+            message += f" ({bad[0]} state(s), the first at state {bad[1]})"
+        return CellFailure(f"cell {where}: {message}")
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return CellFailure(f"cell {where}: {optimizer.label()} failed at iteration {guard.iteration + 1}: "
+                           f"{type(exc).__name__}: {first}")
+    for i, row in zip(trace.iterations, trace.scores):
+        bad = first_bad_state(row.unsqueeze(-1))
+        if bad is not None:
+            return CellFailure(f"cell {where}: the objective's scored J is NaN/inf at iteration {i} for {bad[0]} "
+                               f"state(s), the first at state {bad[1]}")
+    return trace
+
+
 _BUILT: "OrderedDict[tuple[str, str], BuiltObjective]" = OrderedDict()
 _BUILT_MAX = 4  # objectives kept per worker process (tasks arrive grouped by objective)
 _EXTRACTED: dict[str, Path] = {}
@@ -185,8 +322,9 @@ def compute_task(ctx: GridContext, task: ObjectiveTask | CellTask,
     optimizer = make_optimizer(entry.spec, **{**built.context, **resolve_context(dict(entry.context), suite, task.objective)})
     trained = optimizer.trained_budget()  # a learned optimizer's estimate at its trained budget is kept (R3)
     with torch.inference_mode(False):
-        trace = run_optimizer(optimizer, obj, task.iterations, seed=task.seed, score_at=settings["score_at"],
-                              on_iteration=on_iteration, keep_params_at=[trained] if trained else [])
+        trace = _checked_run(optimizer, obj, task, settings, on_iteration, keep_params_at=[trained] if trained else [])
+    if isinstance(trace, CellFailure):
+        return trace
     return trace, {"spec": entry.spec, "settings": optimizer.settings(), "amortized": optimizer.amortized,
                    "stochastic": optimizer.stochastic}
 
@@ -294,29 +432,35 @@ def _plugins(plan: RunPlan) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-@contextlib.contextmanager
-def _exclusive(root: Path) -> Iterator[None]:
-    """Refuse a second driver writing to the same run directory at the same time."""
-    try:
-        import fcntl
-    except ImportError:  # no advisory locks on this platform
-        yield
-        return
-    with open(root / ".lock", "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StoreError(f"{root} is being written by another optbench run; wait for it or choose another --out") from None
-        yield
-
-
-def run_plan(plan: RunPlan, out: Path, *, show_progress: bool = True, executor: Executor | None = None) -> ResultsStore:
+def run_plan(plan: RunPlan, out: Path, *, show_progress: bool = True, executor: Executor | None = None,
+             echo: Callable[[str], Any] | None = None) -> ResultsStore:
     """Run every pending cell of ``plan`` into the store at ``out`` (with ``executor``,
-    default in-process); finished cells are written as they arrive, by this process only."""
+    default in-process); finished cells are written as they arrive, by this process only.
+
+    The plan is validated first (:func:`validate_plan`: nothing is written for a suite that
+    does not validate); then ``out`` is locked (:class:`~optbench.locks.LockError` naming the
+    holder if another process writes there) before ``run.json`` is checked or written. A run
+    that fails before storing anything leaves neither ``run.json`` nor the lock behind.
+    Raises :class:`CellsFailed` at the end if some cells failed. ``echo`` is told notes
+    (a stale lock taken over)."""
+    from optbench.runner.provenance import provenance
+
     executor = executor or InProcessExecutor()
-    store = ResultsStore.create_or_resume(out, plan.config())
-    with _exclusive(store.root):
-        return _run(plan, store, executor, show_progress)
+    validate_plan(plan)
+    with DirectoryLock(out, "run directory", echo=echo):
+        store = ResultsStore.create_or_resume(out, plan.config(), provenance(plan.suite))
+        try:
+            _run(plan, store, executor, show_progress)
+        except BaseException:
+            store.discard_if_empty()
+            raise
+    failures = [f for f in store.failures() if (f["objective"], f["optimizer"], f["seed"]) in
+                {(o, e.label, s) for o, e, s in plan.cells()}]
+    if failures:
+        more = f"; and {len(failures) - 1} more (`optbench show {store.root}` lists them)" if len(failures) > 1 else ""
+        raise CellsFailed(f"{len(failures)} of {len(plan.cells())} cells failed (finished cells are stored; re-running "
+                          f"the command retries the failed ones): {failures[0]['error']}{more}", store, failures)
+    return store
 
 
 def _run(plan: RunPlan, store: ResultsStore, executor: Executor, show_progress: bool) -> ResultsStore:
@@ -360,10 +504,14 @@ def _run(plan: RunPlan, store: ResultsStore, executor: Executor, show_progress: 
                     if isinstance(task, ObjectiveTask):
                         store.save_objective(task.objective, result)
                         continue
-                    trace, meta = result
                     if store.has_cell(task.objective, task.entry.label, task.seed):
                         continue  # never store a cell twice
-                    store.save_cell(task.objective, task.entry.label, task.seed, trace, meta)
+                    if isinstance(result, CellFailure):
+                        store.save_failure(task.objective, task.entry.label, task.seed, result.message)
+                        progress.console.print(f"[red]failed[/]: {escape(result.message)}", highlight=False)
+                    else:
+                        trace, meta = result
+                        store.save_cell(task.objective, task.entry.label, task.seed, trace, meta)
                     finished += 1
                     if not executor.reports_iterations:
                         progress.update(bar, advance=task.iterations,
@@ -375,5 +523,5 @@ def _run(plan: RunPlan, store: ResultsStore, executor: Executor, show_progress: 
     return store
 
 
-__all__ = ["CellTask", "ExecutorError", "GridContext", "ObjectiveTask", "RunPlan", "compute_task", "objective_record",
-           "plan_run", "run_plan"]
+__all__ = ["CellFailure", "CellTask", "CellsFailed", "ExecutorError", "GridContext", "ObjectiveTask", "RunPlan",
+           "compute_task", "objective_record", "plan_run", "run_plan", "validate_plan"]

@@ -2,15 +2,23 @@
 
 Layout of a run directory::
 
-    run.json                    config (resolved suite + settings), its hash, versions, machine
+    run.json                    config (resolved suite + settings), its hash, versions, machine,
+                                provenance (git commit, dirty flag, suite hash)
     objectives/NAME.json        per objective: sizes, α, β, start and reference values per state
     cells/OBJ__OPT__sSEED.json  per (objective, optimizer, seed): the anytime trace and costs
+    failed/OBJ__OPT__sSEED.json a cell that failed (NaN/inf): its one-line error; removed when
+                                a re-run computes the cell
+    .lock                       while a run writes (see optbench.locks)
 
 Why JSON files rather than SQLite: a cell is written once and never updated, so a file per
 cell written atomically (temp file + fsync + ``os.replace``) gives crash safety without a
 database; a killed run leaves only whole cells, and resuming is "skip the cells whose file
 exists". The files are readable with any tool, diff cleanly in git for reference results,
 and need no schema migrations. Floats are stored with 8 significant digits (float32).
+
+A run directory is written by one process at a time: :func:`optbench.runner.grid.run_plan`
+holds its :class:`~optbench.locks.DirectoryLock` from before ``run.json`` is read or written
+until the run ends.
 """
 
 from __future__ import annotations
@@ -36,19 +44,26 @@ class StoreError(ValueError):
     """A results directory that cannot be used for this run or read back."""
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON so ``path`` holds either the old or the complete new content."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` so that ``path`` holds either its old or the complete new content (a
+    failed write, e.g. a full disk, leaves the old file and no temporary file)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, separators=(",", ":"))
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON so ``path`` holds either the old or the complete new content."""
+    write_text_atomic(path, json.dumps(data, separators=(",", ":")))
 
 
 def read_json(path: Path) -> Any:
@@ -109,21 +124,51 @@ class ResultsStore:
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        self.created = False  # whether this process wrote run.json (see discard_if_empty)
 
     @classmethod
-    def create_or_resume(cls, root: Path, config: dict[str, Any]) -> "ResultsStore":
+    def create_or_resume(cls, root: Path, config: dict[str, Any],
+                         provenance: dict[str, Any] | None = None) -> "ResultsStore":
+        """The store at ``root``: a new run (``run.json`` written with ``config``, the machine
+        and ``provenance``) or the same run resumed. Refused if ``root`` holds another
+        configuration, or the same one made from suite files that have changed since (their
+        ``suite_hash`` differs). The caller holds the directory's lock."""
         store = cls(root)
         digest = config_hash(config)
         run_file = store.root / "run.json"
+        if store.root.exists() and not store.root.is_dir():
+            raise StoreError(f"{store.root} exists and is not a directory; choose another --out")
         if run_file.exists():
             existing = read_json(run_file)
-            if existing.get("config_hash") != digest:
+            if not isinstance(existing, dict) or existing.get("config_hash") != digest:
                 raise StoreError(f"{store.root} holds a run with a different configuration "
-                                 f"({existing.get('config_hash')} != {digest}); choose another --out")
+                                 f"({existing.get('config_hash') if isinstance(existing, dict) else '?'} != {digest}); "
+                                 "choose another --out")
+            old = (existing.get("provenance") or {}).get("suite_hash")
+            new = (provenance or {}).get("suite_hash")
+            if old and new and old != new:
+                raise StoreError(f"{store.root} was started from other versions of the suite's files (suite hash {old} "
+                                 f"!= {new}); resuming would mix results of both; choose another --out")
         else:
             atomic_write_json(run_file, {"format": FORMAT_VERSION, "config_hash": digest, "config": config,
-                                         "environment": environment_info()})
+                                         "environment": environment_info(), "provenance": provenance})
+            store.created = True
         return store
+
+    def discard_if_empty(self) -> None:
+        """Remove ``run.json`` again if this process wrote it and no objective, cell or failure
+        was stored since (a run that failed before producing anything leaves nothing behind)."""
+        if not self.created:
+            return
+        if any(any((self.root / d).glob("*.json")) for d in ("objectives", "cells", "failed")):
+            return
+        (self.root / "run.json").unlink(missing_ok=True)
+        for d in ("objectives", "cells", "failed"):
+            try:
+                (self.root / d).rmdir()
+            except OSError:
+                pass
+        self.created = False
 
     @classmethod
     def open_existing(cls, root: Path) -> "ResultsStore":
@@ -144,6 +189,7 @@ class ResultsStore:
         return self.cell_path(objective, optimizer, seed).is_file()
 
     def save_cell(self, objective: str, optimizer: str, seed: int, trace: Trace, meta: dict[str, Any]) -> None:
+        self.failure_path(objective, optimizer, seed).unlink(missing_ok=True)
         atomic_write_json(self.cell_path(objective, optimizer, seed), {
             "objective": objective, "optimizer": optimizer, "seed": seed, **meta,
             "iterations": trace.iterations, "scores": compact(trace.scores),
@@ -155,6 +201,24 @@ class ResultsStore:
     def cells(self) -> Iterator[dict[str, Any]]:
         for p in sorted((self.root / "cells").glob("*.json")):
             yield read_json(p)
+
+    # ------------------------------------------------------------------ failed cells
+    def failure_path(self, objective: str, optimizer: str, seed: int) -> Path:
+        return self.root / "failed" / f"{slug(objective)}__{slug(optimizer)}__s{seed}.json"
+
+    def save_failure(self, objective: str, optimizer: str, seed: int, message: str) -> None:
+        """Record that a cell failed (its one-line error); it stays pending, so a re-run retries it."""
+        atomic_write_json(self.failure_path(objective, optimizer, seed),
+                          {"objective": objective, "optimizer": optimizer, "seed": seed, "error": message})
+
+    def failures(self) -> list[dict[str, Any]]:
+        """The failed cells that no later run has computed, in file order."""
+        out = []
+        for p in sorted((self.root / "failed").glob("*.json")):
+            rec = read_json(p)
+            if not self.has_cell(rec["objective"], rec["optimizer"], rec["seed"]):
+                out.append(rec)
+        return out
 
     # ------------------------------------------------------------------ objectives
     def objective_path(self, name: str) -> Path:

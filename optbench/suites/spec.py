@@ -44,9 +44,27 @@ class SuiteError(ValueError):
     """A suite that cannot be found or whose definition is malformed."""
 
 
+def is_int(v: Any) -> bool:
+    """An integer in a suite file (TOML's ``true`` is not one)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_seeds(seeds: Any, what: str) -> None:
+    """A non-empty list of distinct integer seeds (a repeated seed would be one cell run
+    twice); :class:`SuiteError` naming ``what`` otherwise."""
+    if not isinstance(seeds, list) or not all(is_int(s) for s in seeds):
+        raise SuiteError(f"{what} must be a list of integer seeds, got {seeds!r}")
+    if not seeds:
+        raise SuiteError(f"{what} names no seed (give e.g. 0,1,2 or 0..4)")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise SuiteError(f"{what} repeats seed(s) {repeated}")
+
+
 SETTING_TYPES: dict[str, type | tuple[type, ...]] = {
     "states": int, "iterations": int, "seeds": list, "score_samples": int, "score_at": str, "score_seed": int,
 }
+SCORE_AT = ("all", "log")  # optbench.optimizers.base.score_schedule's modes
 DEFAULT_SETTINGS: dict[str, Any] = {
     "states": 32, "iterations": 100, "seeds": [0], "score_samples": 1000, "score_at": "all", "score_seed": 12345,
 }
@@ -122,12 +140,14 @@ def parse_tuning(raw: Any, fail) -> Tuning | None:
     iterations = raw.get("iterations", 100)
     states = raw.get("states")
     seeds = raw.get("seeds", [0])
-    if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 1:
+    if not is_int(iterations) or iterations < 1:
         raise fail("[tuning].iterations must be a positive integer")
-    if states is not None and (not isinstance(states, int) or states < 1):
+    if states is not None and (not is_int(states) or states < 1):
         raise fail("[tuning].states must be a positive integer")
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
-        raise fail("[tuning].seeds must be a non-empty list of integers")
+    try:
+        check_seeds(seeds, "[tuning].seeds")
+    except SuiteError as exc:
+        raise fail(str(exc)) from None
     grids_raw = raw.get("grids")
     if not isinstance(grids_raw, list) or not grids_raw:
         raise fail("[tuning].grids must be a non-empty list of tables")
@@ -254,10 +274,15 @@ def _settings(raw: Any, where: str, fail) -> dict[str, Any]:
             raise fail(f"unknown field [{where}].{k}; allowed: {sorted(SETTING_TYPES)}")
         if not isinstance(v, SETTING_TYPES[k]) or isinstance(v, bool):
             raise fail(f"[{where}].{k} must be of type {SETTING_TYPES[k].__name__}, got {v!r}")
-        if k == "seeds" and not all(isinstance(s, int) and not isinstance(s, bool) for s in v):
-            raise fail(f"[{where}].seeds must be a list of integers")
-        if k in ("states", "score_samples") and v < 1 or k == "iterations" and v < 0:
-            raise fail(f"[{where}].{k} must be positive, got {v}")
+        if k == "seeds":
+            try:
+                check_seeds(v, f"[{where}].seeds")
+            except SuiteError as exc:
+                raise fail(str(exc)) from None
+        if k in ("states", "score_samples", "iterations") and v < 1:
+            raise fail(f"[{where}].{k} must be a positive integer, got {v}")
+        if k == "score_at" and v not in SCORE_AT:
+            raise fail(f"[{where}].score_at must be one of {', '.join(SCORE_AT)}, got {v!r}")
         out[k] = v
     return out
 
@@ -272,8 +297,8 @@ def _optimizer_entry(o: Any, i: int, fail, names: list[str]) -> OptimizerEntry:
     except OptimizerError as exc:
         raise fail(f"optimizers[{i}]: {exc}") from None
     iterations = o.get("iterations")
-    if iterations is not None and (not isinstance(iterations, int) or iterations < 0):
-        raise fail(f"optimizers[{i}].iterations must be a non-negative integer")
+    if iterations is not None and (not is_int(iterations) or iterations < 1):
+        raise fail(f"optimizers[{i}].iterations must be a positive integer, got {iterations!r}")
     patterns = o.get("objectives", [])
     if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
         raise fail(f"optimizers[{i}].objectives must be a list of objective names or patterns")
