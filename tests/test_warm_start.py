@@ -14,7 +14,8 @@ import torch
 from optbench.agents.package import load_package
 from optbench.cli import main
 from optbench.objectives.cost import module_forward_flops
-from optbench.optimizers import OptimizerError, make_optimizer, run_optimizer
+from optbench.optimizers import OptimizerError, make_optimizer
+from optbench.runner.drive import run_optimizer
 from optbench.suites.spec import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]

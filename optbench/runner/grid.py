@@ -29,7 +29,8 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from optbench.optimizers import REGISTRY
-from optbench.optimizers.base import make_optimizer, parse_spec, run_optimizer, spec_needs_context
+from optbench.optimizers.base import make_optimizer, parse_spec, spec_needs_context
+from optbench.runner.drive import run_optimizer
 from optbench.runner.executors import Executor, ExecutorError, InProcessExecutor, Shared, worker_device
 from optbench.runner.store import ResultsStore, StoreError, compact, config_hash, slug
 from optbench.suites.sources import SOURCES, BuiltObjective, build_objective, resolve_context

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from optbench.optimizers.base import OptimizerError, format_spec, parse_spec
+from optbench.spec_syntax import OptimizerError, format_spec, parse_spec
 
 
 PER_OBJECTIVE = "per-objective"  # marks an optimizer context value given per objective
