@@ -206,7 +206,7 @@ def tiny_runs(tmp_path_factory) -> dict[str, Path]:
 
 def test_gap_over_training(tiny_runs, tmp_path, capsys):
     from optbench.agents.package import export_package, load_package
-    from optbench.metrics.gap import amortization_gap
+    from optbench.runner.experiments import amortization_gap
     from optbench.optimizers.base import make_optimizer
     from optbench.runner.drive import run_optimizer
 

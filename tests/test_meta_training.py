@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from optbench.agents import meta_training
-from optbench.agents.networks import IterativeOptimizerNet
+from optbench.optimizers.networks import IterativeOptimizerNet
 from optbench.agents.package import PackageError, load_package, sha256_file
 from optbench.cli import main
 from optbench.optimizers.base import OptimizerError, make_optimizer

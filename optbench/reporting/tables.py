@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import tomllib
 from typing import Any
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from optbench.reporting.paper_tables import PAPER_TABLES
 from optbench.metrics.summary import OptimizerSummary, group_cells, reference_values, summarize
 from optbench.runner.store import ResultsStore
 
@@ -110,10 +112,6 @@ def print_run(store: ResultsStore, console: Console | None = None) -> None:
 
 def question_tables(store: ResultsStore) -> list[Table]:
     """The paper-question tables the run's suite asks for (``tables = [...]`` in suite.toml)."""
-    import tomllib
-
-    from optbench.reporting.paper_tables import PAPER_TABLES
-
     wanted = tomllib.loads(store.run_info["config"]["suite_file"]).get("tables", [])
     return [t for name in wanted if name in PAPER_TABLES for t in PAPER_TABLES[name](store)]
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import io
 import sys
 import tarfile
@@ -30,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from optbench.optimizers import REGISTRY
 from optbench.optimizers.base import make_optimizer, parse_spec, spec_needs_context
+from optbench.optimizers.plugins import import_modules, load_entry_points
 from optbench.runner.drive import run_optimizer
 from optbench.runner.executors import Executor, ExecutorError, InProcessExecutor, Shared, worker_device
 from optbench.runner.store import ResultsStore, StoreError, compact, config_hash, slug
@@ -169,7 +169,6 @@ _BUILT: "OrderedDict[tuple[str, str], BuiltObjective]" = OrderedDict()
 _BUILT_MAX = 4  # objectives kept per worker process (tasks arrive grouped by objective)
 _EXTRACTED: dict[str, Path] = {}
 _LOCAL_DIGEST: dict[str, str | None] = {}
-_IMPORTED: set[str] = set()
 
 
 def compute_task(ctx: GridContext, task: ObjectiveTask | CellTask,
@@ -206,20 +205,8 @@ def _built_objective(ctx: GridContext, suite: Suite, settings: dict[str, Any], n
 
 
 def _import_plugins(plugins: tuple[tuple[str, str], ...]) -> None:
-    from optbench.optimizers.plugins import load_entry_points
-
     load_entry_points(strict=False)  # installed plugins (the driver reported any that fail)
-    for module, root in plugins:
-        if module in _IMPORTED or module in sys.modules:
-            _IMPORTED.add(module)
-            continue
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            if root and root not in sys.path:
-                sys.path.append(root)
-            importlib.import_module(module)
-        _IMPORTED.add(module)
+    import_modules(plugins)
 
 
 def _worker_suite(ctx: GridContext) -> Suite:

@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 import torch
 
+from optbench.agents.models import check_model_based_params
+from optbench.agents.package import load_package
 from optbench.objectives.analytic import AnalyticQ, KnownOptimum, solve_optimum
 from optbench.objectives.policy_objective import PolicyObjective
 from optbench.objectives.q_functions import QEnsemble
@@ -106,8 +108,6 @@ def build_package(entry: ObjectiveEntry, suite: Suite, settings: dict[str, Any])
     ``split`` picks the state set (``benchmark`` or ``heldout``); ``beta`` the pessimism.
     The package is also the context of ``direct``/``iterative`` optimizers that name none.
     """
-    from optbench.agents.package import load_package
-
     f = _fields(entry, ("package",), ("split", "beta"))
     pkg = load_package(suite.directory / f["package"])
     objective = pkg.objective(split=str(f.get("split", "benchmark")), beta=float(f.get("beta", 1.0)),
@@ -132,9 +132,6 @@ def build_package_model_based(entry: ObjectiveEntry, suite: Suite, settings: dic
     ``0`` is the model-free objective, seed 000's ``h_paper`` is ``h − 1``), ``lam`` (Retrace λ
     in ``[0, 1]``); optional ``split``, ``beta``, ``value_samples`` (fixed draws per ``V``, default 8).
     """
-    from optbench.agents.models import check_model_based_params
-    from optbench.agents.package import load_package
-
     f = _fields(entry, ("package", "horizon", "lam"), ("split", "beta", "value_samples"))
     horizon, lam, value_samples = f["horizon"], f["lam"], f.get("value_samples", 8)
     try:
