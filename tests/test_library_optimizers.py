@@ -171,7 +171,7 @@ def test_library_failure_does_not_hang_the_interpreter():
             "run_optimizer(make_optimizer('nevergrad:Powell'), make_objective(nan=True), 5)\n") % str(Path(__file__).parent)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines()[-1].startswith("optbench.optimizers.base.OptimizerError: nevergrad:Powell")
+    assert proc.stderr.strip().splitlines()[-1].startswith("optbench.spec_syntax.OptimizerError: nevergrad:Powell")
 
 
 @pytest.mark.parametrize("method,gradient", [("L-BFGS-B", True), ("BFGS", True), ("Nelder-Mead", False),
