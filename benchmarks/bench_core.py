@@ -28,7 +28,8 @@ from optbench import backends
 
 from optbench.objectives.policy_objective import PolicyObjective
 from optbench.objectives.q_functions import QEnsemble
-from optbench.optimizers import make_optimizer, run_optimizer
+from optbench.optimizers import make_optimizer
+from optbench.runner.drive import run_optimizer
 
 from bench_common import ObjectiveTimer, machine
 

@@ -10,7 +10,8 @@ import torch
 
 from optbench.agents.package import PackageError, export_package, load_package
 from optbench.cli import main
-from optbench.optimizers.base import OptimizerError, make_optimizer, run_optimizer
+from optbench.optimizers.base import OptimizerError, make_optimizer
+from optbench.runner.drive import run_optimizer
 
 TASK = "InvertedPendulum-v5"
 TINY = ["--random-steps", "150", "--batch-size", "16", "--hidden", "16,16", "--model-pretrain-updates", "5",

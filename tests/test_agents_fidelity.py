@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from optbench.agents.models import DynamicsModel, RewardModel, retrace_estimate
-from optbench.agents.networks import (LOG_STD_MAX, LOG_STD_MIN, DirectActor, IterativeOptimizerNet, gated_update,
+from optbench.optimizers.networks import (LOG_STD_MAX, LOG_STD_MIN, DirectActor, IterativeOptimizerNet, gated_update,
                                       soft_clamp, standardize)
 from optbench.agents.sac import SACAgent, SACConfig, gaussian_kl, soft_value, td_target
 from optbench.objectives.distributions import kl_to_uniform, sample_tanh_gaussian

@@ -35,7 +35,7 @@ import torch
 from optbench.backends import onednn
 from optbench.agents.checkpoint import load_checkpoint
 from optbench.agents.models import HALF_LOG_2PI
-from optbench.agents.networks import DirectActor, gated_update, soft_clamp
+from optbench.optimizers.networks import DirectActor, gated_update, soft_clamp
 from optbench.agents.sac import AdamSteps, SACAgent, SACConfig, gaussian_kl, soft_value, td_target
 from optbench.agents.trainer import Trainer, agent_from_checkpoint
 from optbench.objectives.distributions import sample_tanh_gaussian, split_params

@@ -10,16 +10,16 @@ import pytest
 import torch
 
 from optbench.metrics.bootstrap import Interval, bootstrap, bootstrap_difference, order_quantile
-from optbench.metrics.exploitation import RolloutUnavailable, exploitation_stats
+from optbench.metrics.exploitation import RolloutUnavailable
 from optbench.metrics.fixed_target import average_runtime, ecdf, ecdf_steps, runtimes
-from optbench.metrics.gap import amortization_gap
-from optbench.metrics.modes import (cluster_runs, mode_coverage, pairwise_action_distance, random_starts,
-                                    run_replicas)
+from optbench.metrics.modes import cluster_runs, mode_coverage, pairwise_action_distance
 from optbench.metrics.summary import CellGroup, normalized, normalized_of_means
 from optbench.objectives.analytic import _BUMP_CENTERS
-from optbench.optimizers import make_optimizer, run_optimizer
+from optbench.optimizers import make_optimizer
 from optbench.optimizers.base import PolicyOptimizer
-from optbench.reporting.landscape import choose_dims, grid_limits, landscape_grid, record_trajectory
+from optbench.runner.drive import run_optimizer
+from optbench.runner.experiments import (amortization_gap, choose_dims, exploitation_stats, grid_limits, landscape_grid,
+                                         random_starts, record_trajectory, rollout_check, run_replicas)
 
 from conftest import analytic_problem
 
@@ -197,8 +197,6 @@ def test_exploitation_statistics_on_a_saturating_objective():
 
 
 def test_rollout_check_needs_a_package_with_mujoco_states():
-    from optbench.metrics.exploitation import rollout_check
-
     class NoStates:
         state_info, path, direct = {}, "pkg", None
 

@@ -17,8 +17,9 @@ from optbench.metrics.summary import CellGroup, first_crossing, grid_resolution,
 from optbench.objectives import PolicyObjective
 from optbench.objectives.cost import mlp_forward_flops, mlp_input_grad_flops, module_forward_flops, q_cost
 from optbench.objectives.q_functions import QEnsemble
-from optbench.optimizers import make_optimizer, run_optimizer
-from optbench.optimizers.base import PolicyOptimizer, register, score_schedule
+from optbench.optimizers import make_optimizer
+from optbench.optimizers.base import PolicyOptimizer, register
+from optbench.runner.drive import run_optimizer, score_schedule
 from optbench.reporting.paper_tables import later_minus_earlier, speedup, tuned_adam
 from optbench.runner.store import ResultsStore
 

@@ -25,7 +25,8 @@ sb3 = pytest.importorskip("stable_baselines3")
 from optbench.agents.package import load_package  # noqa: E402
 from optbench.cli import main  # noqa: E402
 from optbench.objectives.q_functions import pessimistic_value  # noqa: E402
-from optbench.optimizers.base import make_optimizer, run_optimizer  # noqa: E402
+from optbench.optimizers.base import make_optimizer  # noqa: E402
+from optbench.runner.drive import run_optimizer
 
 TASK = "InvertedPendulum-v5"
 S, A = 4, 1

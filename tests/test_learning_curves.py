@@ -206,8 +206,9 @@ def tiny_runs(tmp_path_factory) -> dict[str, Path]:
 
 def test_gap_over_training(tiny_runs, tmp_path, capsys):
     from optbench.agents.package import export_package, load_package
-    from optbench.metrics.gap import amortization_gap
-    from optbench.optimizers.base import make_optimizer, run_optimizer
+    from optbench.runner.experiments import amortization_gap
+    from optbench.optimizers.base import make_optimizer
+    from optbench.runner.drive import run_optimizer
 
     gap_dir = tmp_path / "r8" / "gap"
     small = ["--states", "16", "--score-samples", "32", "--quiet"]

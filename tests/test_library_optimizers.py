@@ -17,7 +17,8 @@ import torch
 
 import optbench.optimizers.library  # noqa: F401  (registers pycma, nevergrad, scipy)
 from optbench.objectives.policy_objective import PolicyObjective
-from optbench.optimizers import Iterate, OptimizerError, make_optimizer, run_optimizer
+from optbench.optimizers import Iterate, OptimizerError, make_optimizer
+from optbench.runner.drive import run_optimizer
 
 B, S, A = 4, 3, 2
 N_SAMPLES = 10
@@ -166,11 +167,11 @@ def test_library_failure_does_not_hang_the_interpreter():
     """An uncaught library failure must not leave nevergrad's worker threads blocking exit."""
     code = ("import sys; sys.path.insert(0, %r)\n"
             "from test_library_optimizers import make_objective\n"
-            "from optbench.optimizers import make_optimizer, run_optimizer\n"
+            "from optbench.optimizers import make_optimizer\nfrom optbench.runner.drive import run_optimizer\n"
             "run_optimizer(make_optimizer('nevergrad:Powell'), make_objective(nan=True), 5)\n") % str(Path(__file__).parent)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines()[-1].startswith("optbench.optimizers.base.OptimizerError: nevergrad:Powell")
+    assert proc.stderr.strip().splitlines()[-1].startswith("optbench.spec_syntax.OptimizerError: nevergrad:Powell")
 
 
 @pytest.mark.parametrize("method,gradient", [("L-BFGS-B", True), ("BFGS", True), ("Nelder-Mead", False),

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from optbench.agents import meta_training
-from optbench.agents.networks import IterativeOptimizerNet
+from optbench.optimizers.networks import IterativeOptimizerNet
 from optbench.agents.package import PackageError, load_package, sha256_file
 from optbench.cli import main
-from optbench.optimizers.base import OptimizerError, make_optimizer, run_optimizer
+from optbench.optimizers.base import OptimizerError, make_optimizer
+from optbench.runner.drive import run_optimizer
 from optbench.suites.spec import find_suite
 
 PACKAGES = find_suite("mujoco-states").parent / "packages"

@@ -235,7 +235,7 @@ class CountingQ(nn.Module):
 @pytest.mark.parametrize("h", [0, 1, 2, 3])
 def test_ledger_counts_every_q_evaluation(h):
     from optbench.optimizers import make_optimizer
-    from optbench.optimizers.base import run_optimizer
+    from optbench.runner.drive import run_optimizer
 
     pkg = load_package(HOPPER)
     counter = CountingQ(pkg.q)
@@ -262,7 +262,7 @@ def test_ledger_counts_every_q_evaluation(h):
 
 def test_scipy_ledger_uses_the_objective_counts():
     from optbench.optimizers import make_optimizer
-    from optbench.optimizers.base import run_optimizer
+    from optbench.runner.drive import run_optimizer
 
     pkg = load_package(HOPPER)
     obj = pkg.model_based_objective(n_states=2, score_samples=16, horizon=2, value_samples=3)

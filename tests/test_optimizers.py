@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from optbench.optimizers import OptimizerError, make_optimizer, run_optimizer
-from optbench.optimizers.base import PolicyOptimizer, register, score_schedule
+from optbench.optimizers import OptimizerError, make_optimizer
+from optbench.optimizers.base import PolicyOptimizer, register
+from optbench.runner.drive import run_optimizer, score_schedule
 
 # (spec, budget): each optimizer with a setting that suits it, as a user would tune it.
 BUILTIN = [("adam(lr=0.05)", 150), ("cem(smoothing=0.5)", 60), ("cmaes(samples=32)", 150)]

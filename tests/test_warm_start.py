@@ -14,7 +14,8 @@ import torch
 from optbench.agents.package import load_package
 from optbench.cli import main
 from optbench.objectives.cost import module_forward_flops
-from optbench.optimizers import OptimizerError, make_optimizer, run_optimizer
+from optbench.optimizers import OptimizerError, make_optimizer
+from optbench.runner.drive import run_optimizer
 from optbench.suites.spec import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,7 +104,8 @@ def test_warm_starts_are_in_the_mujoco_suite_and_its_tables(warm_run, capsys):
 
 
 def test_iterative_keeps_its_trained_budget_estimate_and_the_gap_uses_it(warm_run, objective):
-    from optbench.reporting.report import load_run, rebuild_run, trained_budget_estimate
+    from optbench.runner.analysis import rebuild_run, trained_budget_estimate
+    from optbench.runner.stored import load_run
 
     cell = _cell(warm_run, "iterative")
     assert list(cell["params_at"]) == ["5"]
@@ -111,11 +113,11 @@ def test_iterative_keeps_its_trained_budget_estimate_and_the_gap_uses_it(warm_ru
     np.testing.assert_allclose(cell["params_at"]["5"], five.final_params.double().numpy(), rtol=1e-6, atol=1e-6)
     run = load_run(warm_run)
     rebuilt = rebuild_run(run)
-    k, stored = trained_budget_estimate(rebuilt, "hopper", run.groups[("hopper", "iterative")])
+    k, stored = trained_budget_estimate(rebuilt, run.groups[("hopper", "iterative")])
     assert k == 5 and stored.shape == (1, 3, 6)
     # cells stored before the estimate was kept: recomputed by re-running 5 iterations, checked against the scores
     group = run.groups[("hopper", "iterative")]
     group.params_at.clear()
-    k, again = trained_budget_estimate(rebuilt, "hopper", group)
+    k, again = trained_budget_estimate(rebuilt, group)
     np.testing.assert_allclose(again, stored, rtol=1e-5, atol=1e-5)
-    assert trained_budget_estimate(rebuilt, "hopper", run.groups[("hopper", "adam (tuned)")]) is None
+    assert trained_budget_estimate(rebuilt, run.groups[("hopper", "adam (tuned)")]) is None

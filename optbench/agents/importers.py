@@ -63,9 +63,10 @@ import numpy as np
 import torch
 
 from optbench.agents.envs import env_dims, make_env
-from optbench.agents.networks import DirectActor
+from optbench.optimizers.networks import DirectActor
 from optbench.agents.package import (FORMAT, VERSION, PackageError, check_out_dir, collect_states, f32_state_dict,
                                      sha256_file, states_and_eval_doc, write_package)
+from optbench.agents.trainer import versions
 from optbench.objectives.q_functions import QEnsemble
 
 SB3_LOG_STD_RANGE = (-20.0, 2.0)
@@ -252,8 +253,6 @@ def _write(kind: str, source: Path, task: str, out_dir: str | Path, q: QEnsemble
            gamma: float | None, training: dict, imported: dict, *, n_states: int, heldout: int | None,
            eval_episodes: int, seed: int, overwrite: bool, name: str | None) -> Path:
     """Collect states with the imported actor and write the package (shared by both importers)."""
-    from optbench.agents.trainer import versions
-
     if not (math.isfinite(alpha) and alpha > 0):
         raise AgentImportError(f"α must be a positive number, got {alpha}")
     heldout = n_states if heldout is None else heldout

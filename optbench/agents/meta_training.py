@@ -1,8 +1,8 @@
 """Meta-training amortized policy optimizers on frozen objectives (``optbench train-optimizer``).
 
-An iterative amortized optimizer (:class:`~optbench.agents.networks.IterativeOptimizerNet`, the
+An iterative amortized optimizer (:class:`~optbench.optimizers.networks.IterativeOptimizerNet`, the
 network of iterative SAC agents) and, for comparison, a direct network
-(:class:`~optbench.agents.networks.DirectActor`, the SAC actor) are trained on the frozen soft
+(:class:`~optbench.optimizers.networks.DirectActor`, the SAC actor) are trained on the frozen soft
 policy objectives of one or more objective packages, without any environment:
 
 * each step samples a package (uniformly), then ``batch_size`` states (with replacement) from
@@ -57,9 +57,10 @@ from torch import Tensor
 
 from optbench.agents.checkpoint import (CheckpointError, load_checkpoint, optimizer_from_tensors,
                                         optimizer_to_tensors, save_checkpoint)
-from optbench.agents.networks import DirectActor, IterativeOptimizerNet
+from optbench.optimizers.networks import DirectActor, IterativeOptimizerNet
 from optbench.agents.package import OPTIMIZER_FORMAT, VERSION, AgentPackage, load_package, sha256_file
 from optbench.agents.sac import DEFAULT_GRAD_SAMPLES
+from optbench.agents.trainer import versions
 from optbench.agents.training_log import CsvFile, TrainingProgress
 from optbench.objectives.policy_objective import PolicyObjective
 from optbench.optimizers.unroll import Unroll
@@ -424,8 +425,6 @@ class MetaTrainer:
 
     def write_package(self, evaluation: list[dict], steps_per_s: float) -> Path:
         """Write the weights and package.json (last, atomically: it marks the run finished)."""
-        from optbench.agents.trainer import versions
-
         cfg = self.cfg
         tasks = sorted({s.package.task for s in self.sources})
         name = f"meta-{'+'.join(tasks)}-K{cfg.iterations}-s{cfg.seed}"

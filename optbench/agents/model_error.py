@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from optbench.agents.envs import ActionScaler, make_env
+from optbench.agents.package import PackageError, load_package
 
 HELDOUT_SEED = 777_000_001
 STD_FLOOR = 1e-6  # dimensions whose observed std is below this are divided by it instead
@@ -108,8 +109,6 @@ def model_errors(package, episodes: int = 5, horizons: Sequence[int] = (1, 2, 5)
     :class:`~optbench.agents.package.PackageError` if the package has no models or no direct
     network, ``ValueError`` on bad arguments or when no episode is long enough for a horizon.
     """
-    from optbench.agents.package import PackageError, load_package
-
     if not hasattr(package, "dynamics"):
         package = load_package(package)
     if package.dynamics is None or package.reward is None:

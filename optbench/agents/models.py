@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from optbench.backends import onednn
+from optbench.objectives.distributions import LOG2, sample_tanh_gaussian, split_params
+from optbench.objectives.q_functions import pessimistic_value
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -203,9 +205,6 @@ class ModelBasedQ(nn.Module):
                  beta: float = 1.0, gamma: float = 0.99, lam: float = 0.9, horizon: int = 2, value_samples: int = 8,
                  seed: int = 0, chunk_pairs: int | None = CHUNK_PAIRS):
         super().__init__()
-        from optbench.objectives.distributions import LOG2, sample_tanh_gaussian, split_params
-        from optbench.objectives.q_functions import pessimistic_value
-
         check_model_based_params(horizon, lam, value_samples)
         self.q, self.dynamics, self.reward, self.policy = q, dynamics, reward, policy
         self.state_dim, self.action_dim, self.ensemble_size = q.state_dim, q.action_dim, 1

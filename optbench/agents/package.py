@@ -46,10 +46,12 @@ from safetensors.torch import save_file
 from optbench.agents.checkpoint import load_checkpoint
 from optbench.agents.envs import make_env
 from optbench.agents.evaluate import run_episodes
-from optbench.agents.models import DynamicsModel, RewardModel
-from optbench.agents.networks import LOG_STD_MAX, LOG_STD_MIN, DirectActor, IterativeOptimizerNet
+from optbench.agents.models import DynamicsModel, ModelBasedQ, RewardModel, check_model_based_params
+from optbench.agents.trainer import agent_from_checkpoint, versions
+from optbench.optimizers.networks import LOG_STD_MAX, LOG_STD_MIN, DirectActor, IterativeOptimizerNet
 from optbench.objectives.policy_objective import PolicyObjective
 from optbench.objectives.q_functions import QEnsemble
+from optbench.optimizers.amortized import register_package_reader
 
 FORMAT = "optbench-objective-package"
 OPTIMIZER_FORMAT = "optbench-optimizer-package"
@@ -186,8 +188,6 @@ def export_package(checkpoint: str | Path, out_dir: str | Path, *, n_states: int
 
     ``device``: where the agent runs its evaluation episodes; the package holds CPU float32
     tensors whatever the device."""
-    from optbench.agents.trainer import agent_from_checkpoint, versions
-
     if n_states < 1:
         raise PackageError(f"--states must be >= 1, got {n_states}")
     heldout = n_states if heldout is None else heldout
@@ -319,8 +319,6 @@ class AgentPackage:
         distilled) rollout network. Each (s, a) pair the objective evaluates is counted as
         ``q.q_evals_per_pair`` Q-ensemble evaluations in its ledger.
         """
-        from optbench.agents.models import ModelBasedQ, check_model_based_params
-
         missing = [what for what, m in (("dynamics model", self.dynamics), ("reward model", self.reward),
                                         ("direct rollout network", self.direct)) if m is None]
         if missing:
@@ -511,5 +509,4 @@ __all__ = ["AgentPackage", "OPTIMIZER_FORMAT", "PackageError", "SEALED_VERSION",
            "document_digest", "export_package", "f32_state_dict", "load_package", "seal_document",
            "states_and_eval_doc", "write_package"]
 
-# Loading a package makes its optimizers available by name ("direct", "iterative").
-import optbench.optimizers.amortized  # noqa: E402,F401
+register_package_reader(load_package)  # `direct(package='DIR')` / `iterative(package='DIR')` read packages with it

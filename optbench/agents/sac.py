@@ -37,7 +37,7 @@ from torch import Tensor
 
 from optbench.agents.checkpoint import optimizer_from_tensors, optimizer_to_tensors
 from optbench.agents.models import DynamicsModel, RewardModel, model_loss
-from optbench.agents.networks import DirectActor, IterativeOptimizerNet
+from optbench.optimizers.networks import DirectActor, IterativeOptimizerNet
 from optbench.objectives.distributions import LOG2, sample_tanh_gaussian, split_params
 from optbench.objectives.policy_objective import soft_value_and_grad
 from optbench.objectives.q_functions import QEnsemble, pessimistic_value

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from optbench import __version__
 from optbench.agents.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from optbench.agents.envs import ActionScaler, env_dims, make_env
 from optbench.agents.evaluate import run_episodes
@@ -63,8 +64,6 @@ def versions() -> dict:
         out["mujoco"] = mujoco.__version__
     except Exception:
         pass
-    from optbench import __version__
-
     out["optbench"] = __version__
     return out
 

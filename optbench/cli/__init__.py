@@ -11,6 +11,8 @@ import sys
 
 from rich.console import Console
 
+from optbench.spec_syntax import OptimizerError  # no torch: `optbench --help` stays fast
+
 console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True)
 
@@ -59,8 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from rich.markup import escape
-
-    from optbench.optimizers.base import OptimizerError
 
     parser = build_parser()
     args = parser.parse_args(argv)

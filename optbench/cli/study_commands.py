@@ -131,7 +131,7 @@ def _gap_paths(args: argparse.Namespace) -> list[Path]:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from optbench.metrics.gap_over_training import load_gap_files
+    from optbench.runner.gap_over_training import load_gap_files
     from optbench.metrics.learning_curves import CurvesError, analyze, load_summary
     from optbench.reporting.learning_curve_plots import write_analysis
 
@@ -152,7 +152,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_gap(args: argparse.Namespace) -> int:
-    from optbench.metrics.gap_over_training import gap_over_training, protocol
+    from optbench.runner.gap_over_training import gap_over_training, protocol
     from optbench.metrics.learning_curves import CurvesError
 
     set_threads(args.threads)

@@ -11,6 +11,9 @@ bootstrap interval over states. ``normalized`` divides by ``J_ref − J_start`` 
 An optimizer that already sits at a local optimum has a gap ≈ 0 (Adam's own noise can make
 it slightly negative); a gap is only a lower bound on the distance to the optimum, since
 Adam stops at the local optimum of the basin it starts in.
+
+This module holds the result and its statistics; the experiment that computes it (running Adam)
+is :func:`optbench.runner.experiments.amortization_gap`, run by ``optbench analyze``.
 """
 
 from __future__ import annotations
@@ -18,13 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from optbench.metrics.bootstrap import Interval, bootstrap
-from optbench.metrics.modes import replicate_objective
-from optbench.objectives.policy_objective import PolicyObjective
-from optbench.optimizers.base import make_optimizer, run_optimizer
 
 GAP_LR = 5e-3
 GAP_STEPS = 100
@@ -56,26 +54,4 @@ class GapResult:
         return bootstrap(self.gap / scale, "mean", **kw)
 
 
-def amortization_gap(objective: PolicyObjective, params: Tensor | np.ndarray, *, lr: float = GAP_LR,
-                     steps: int = GAP_STEPS, samples: int = GAP_SAMPLES, seed: int = 0,
-                     optimizer: str = "") -> GapResult:
-    """Gap of final estimates ``params`` ``[B, 2|A|]`` or ``[R, B, 2|A|]`` (one per seed) on ``objective``.
-
-    All ``R·B`` refinements run in one batched Adam run (each row its own Adam state and noise).
-    """
-    p = torch.as_tensor(np.asarray(params), dtype=objective.states.dtype)
-    if p.dim() == 2:
-        p = p.unsqueeze(0)
-    if p.dim() != 3 or p.shape[1:] != (objective.batch_size, objective.param_dim):
-        raise ValueError(f"params must be [R, {objective.batch_size}, {objective.param_dim}], got {list(p.shape)}")
-    R, B, _ = p.shape
-    rep = replicate_objective(objective, R) if R > 1 else objective
-    adam = make_optimizer(f"adam(lr={lr},samples={samples})")
-    trace = run_optimizer(adam, rep, steps, seed=seed, start=p.reshape(R * B, -1).to(objective.device),
-                          score_at=[steps])
-    before = trace.scores[0].view(R, B).double().numpy()
-    after = trace.scores[-1].view(R, B).double().numpy()
-    return GapResult(optimizer, before, after, lr, steps, samples)
-
-
-__all__ = ["GAP_LR", "GAP_SAMPLES", "GAP_STEPS", "GapResult", "amortization_gap"]
+__all__ = ["GAP_LR", "GAP_SAMPLES", "GAP_STEPS", "GapResult"]

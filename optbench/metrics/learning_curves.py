@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from optbench.agents.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+from optbench.agents.trainer import EVAL_SEED
 from optbench.metrics.aggregates import LEVEL, RLIABLE_REPS, improvement_interval, interval_estimate
 from optbench.metrics.bootstrap import Interval
 
@@ -112,9 +114,6 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     """The record of one training output directory (see the module docstring); one-line
     :class:`CurvesError` if it has no checkpoint, no evaluations, or evaluations without
     per-episode returns."""
-    from optbench.agents.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
-    from optbench.agents.trainer import EVAL_SEED
-
     root = Path(run_dir).expanduser()
     if not (root / CHECKPOINT_NAME).is_file():
         raise CurvesError(f"{root} is not a training run directory (no {CHECKPOINT_NAME})")

@@ -19,7 +19,8 @@ The ``R`` runs are made in one batched run on a *replicated* objective: the stat
 ``R`` times (replica ``r`` of state ``b`` is row ``r·B + b``), each replica scored on its
 state's draws. Rows draw independent noise from the run's generator, so replicas are ``R``
 independent runs; batching them costs the same Q-evaluations as ``R`` separate runs but
-pays the per-iteration overhead once.
+pays the per-iteration overhead once (:func:`optbench.runner.experiments.run_replicas`, run by
+``optbench analyze``; this module only computes the statistics from the stored runs).
 """
 
 from __future__ import annotations
@@ -28,11 +29,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-from torch import Tensor
-
-from optbench.objectives.policy_objective import PolicyObjective
-from optbench.optimizers.base import PolicyOptimizer, run_optimizer
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import squareform
 
 DEFAULT_RUNS = 10
 DEFAULT_THRESHOLD = 0.1
@@ -68,16 +66,13 @@ def cluster_runs(dist: np.ndarray, threshold: float) -> np.ndarray:
     R = len(dist)
     if R == 1:
         return np.zeros(1, dtype=int)
-    from scipy.cluster.hierarchy import fcluster, linkage
-    from scipy.spatial.distance import squareform
-
     condensed = squareform(np.asarray(dist, dtype=np.float64), checks=False)
     raw = fcluster(linkage(condensed, method="complete"), t=threshold, criterion="distance")
     _, labels = np.unique(raw, return_inverse=True)
     return labels
 
 
-def mode_coverage(final_params: np.ndarray | Tensor, scores: np.ndarray | Tensor, *,
+def mode_coverage(final_params: np.ndarray, scores: np.ndarray, *,
                   threshold: float = DEFAULT_THRESHOLD, optimizer: str = "") -> ModeCoverage:
     """Mode statistics from ``R`` runs' final estimates ``[R, B, 2|A|]`` and scored ``J`` ``[R, B]``."""
     params = np.asarray(final_params, dtype=np.float64)
@@ -108,43 +103,5 @@ def mode_coverage(final_params: np.ndarray | Tensor, scores: np.ndarray | Tensor
     return ModeCoverage(optimizer, threshold, mean_distance, n_modes, best_share, labels, values, scores)
 
 
-def replicate_objective(objective: PolicyObjective, runs: int) -> PolicyObjective:
-    """The objective with every state repeated ``runs`` times (row ``r·B + b``), each replica
-    scored on its state's draws; its cost ledger is its own."""
-    alpha = objective.alpha.repeat(runs) if objective.alpha.dim() else objective.alpha
-    return PolicyObjective(objective.q, objective.states.repeat(runs, 1), alpha, beta=objective.beta,
-                           name=objective.name, score_noise=objective.score_noise.repeat(runs, 1, 1))
-
-
-def random_starts(objective: PolicyObjective, runs: int, seed: int = 0, spread: float = 0.9,
-                  std: float = 1.0) -> Tensor:
-    """``[R, B, 2|A|]`` starts with mean actions ``tanh μ ~ U(−spread, spread)`` and ``σ = std``."""
-    g = torch.Generator().manual_seed(seed)
-    B, A = objective.batch_size, objective.action_dim
-    a = (2 * torch.rand(runs, B, A, generator=g, dtype=torch.float64) - 1) * spread
-    log_std = torch.full((runs, B, A), math.log(std), dtype=torch.float64)
-    return torch.cat([torch.atanh(a), log_std], -1).to(objective.states.dtype)
-
-
-def run_replicas(optimizer: PolicyOptimizer, objective: PolicyObjective, iterations: int, runs: int, *,
-                 seed: int = 0, starts: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """``runs`` independent runs of ``optimizer`` at every state (see module docstring).
-
-    ``starts`` ``[R, B, 2|A|]`` (default: the common start ``μ = 0, σ = 1``). Returns the final
-    estimates ``[R, B, 2|A|]`` and their scored ``J`` ``[R, B]``. A non-stochastic optimizer
-    with common starts, or an amortized one without (``direct``), runs once.
-    """
-    B = objective.batch_size
-    ignores_start = optimizer.amortized and not optimizer.stochastic
-    if not optimizer.stochastic and (starts is None or ignores_start):
-        trace = run_optimizer(optimizer, objective, iterations, seed=seed, score_at=[iterations])
-        return (trace.final_params.unsqueeze(0).expand(runs, -1, -1).clone(),
-                trace.scores[-1].unsqueeze(0).expand(runs, -1).clone())
-    rep = replicate_objective(objective, runs)
-    start = None if starts is None else starts.reshape(runs * B, -1)
-    trace = run_optimizer(optimizer, rep, iterations, seed=seed, start=start, score_at=[iterations])
-    return trace.final_params.view(runs, B, -1), trace.scores[-1].view(runs, B)
-
-
 __all__ = ["DEFAULT_RUNS", "DEFAULT_THRESHOLD", "ModeCoverage", "cluster_runs", "mode_coverage",
-           "pairwise_action_distance", "random_starts", "replicate_objective", "run_replicas"]
+           "pairwise_action_distance"]

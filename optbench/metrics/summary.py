@@ -11,7 +11,7 @@ FLOPs per state (the run's ledger divided by its states; FLOPs from the networks
 together). Costs are known at every iteration (scores only at the scored ones), so the cost
 to reach a ``J`` is the cost at the iteration where the ``J`` curve first reaches it
 (:func:`first_crossing`). Wall clock is taken after an untimed warm-up iteration
-(:data:`optbench.optimizers.base.TIMING`); cells stored before that (no ``timing`` field) paid a
+(:data:`optbench.runner.drive.TIMING`); cells stored before that (no ``timing`` field) paid a
 process's one-time warm-up in their first iteration, which is then charged the mean of the
 iterations after it ("timing from the second iteration"). Cells stored before FLOPs were
 recorded have no FLOP axis: it is shown as unavailable.

@@ -1,10 +1,12 @@
-"""Policy optimizers behind one interface, looked up by name in :data:`REGISTRY`."""
+"""Policy optimizers behind one interface, looked up by name in :data:`REGISTRY`.
 
-from optbench.optimizers.base import (REGISTRY, Iterate, OptimizerError, PolicyOptimizer, Trace, make_optimizer,
-                                      parse_spec, register, run_optimizer, score_schedule)
+Running one (timing, scoring, the anytime trace) is the runner's job:
+:func:`optbench.runner.drive.run_optimizer`.
+"""
 
-__all__ = ["REGISTRY", "Iterate", "OptimizerError", "PolicyOptimizer", "Trace", "make_optimizer", "parse_spec",
-           "register", "run_optimizer", "score_schedule"]
+from optbench.optimizers.base import REGISTRY, Iterate, OptimizerError, PolicyOptimizer, make_optimizer, parse_spec, register
+
+__all__ = ["REGISTRY", "Iterate", "OptimizerError", "PolicyOptimizer", "make_optimizer", "parse_spec", "register"]
 
 # Built-in optimizers register themselves on import.
 from optbench.optimizers import adam, amortized, cem, cmaes, library  # noqa: E402,F401

@@ -11,12 +11,14 @@
 
 Both are built by :func:`optbench.optimizers.base.make_optimizer` with a package given either
 in the context (``make_optimizer("iterative", package=pkg)``) or as a setting
-(``"iterative(package='path/to/pkg', samples=10)"``).
+(``"iterative(package='path/to/pkg', samples=10)"``; the path is read by the reader the package
+format registers, :func:`register_package_reader`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import os
+from typing import Any, Callable, Iterator, Protocol
 
 import torch
 from torch import Tensor
@@ -27,17 +29,44 @@ from optbench.optimizers.base import Iterate, OptimizerError, PolicyOptimizer, r
 from optbench.optimizers.unroll import Unroll
 
 
-def _package_from(kwargs: dict[str, Any], context: dict[str, Any]):
-    from optbench.agents.package import AgentPackage, load_package
+class LearnedPackage(Protocol):
+    """What the amortized optimizers read from a package: its networks and where they came from
+    (:class:`optbench.agents.package.AgentPackage` is one)."""
 
+    direct: torch.nn.Module | None
+    iterative: torch.nn.Module | None
+    meta: dict[str, Any]
+    name: str
+    trained_by: str
+    trained_on: list[str]
+
+
+PackageReader = Callable[[str], LearnedPackage]
+_READER: list[PackageReader] = []
+
+
+def register_package_reader(reader: PackageReader) -> None:
+    """Set the function that reads a package directory given by path (``package='DIR'``).
+
+    The package file format belongs to the agents (:func:`optbench.agents.package.load_package`
+    registers itself when imported), which import the optimizers' networks, so the optimizers
+    cannot import the format without a cycle: they name what they need (:class:`LearnedPackage`)
+    and take the reader the agents provide."""
+    _READER[:] = [reader]
+
+
+def _package_from(kwargs: dict[str, Any], context: dict[str, Any]) -> tuple[LearnedPackage, str | None]:
     pkg = kwargs.pop("package", None)
     if pkg is None:
         pkg = context.get("package")
     if pkg is None:
         raise OptimizerError("amortized optimizers need an objective package (setting package='DIR' or a suite package)")
-    if isinstance(pkg, AgentPackage):
+    if not isinstance(pkg, (str, os.PathLike)):
         return pkg, None
-    return load_package(pkg), str(pkg)
+    if not _READER:
+        raise OptimizerError(f"package={str(pkg)!r}: no package reader is loaded; import optbench.agents.package "
+                             "first (the command line and the runner do)")
+    return _READER[0](str(pkg)), str(pkg)
 
 
 def _provenance(pkg) -> dict[str, Any]:
@@ -147,4 +176,4 @@ class IterativeAmortized(PolicyOptimizer):
             yield Iterate(unroll.step(), network_flops=flops)
 
 
-__all__ = ["DirectAmortized", "IterativeAmortized"]
+__all__ = ["DirectAmortized", "IterativeAmortized", "LearnedPackage", "register_package_reader"]

@@ -62,18 +62,35 @@ def plugin_location(name: str) -> tuple[str, str]:
     return name, str(Path.cwd())
 
 
+_IMPORTED: set[str] = set()
+
+
+def import_modules(modules: tuple[tuple[str, str], ...]) -> None:
+    """Import ``(module, root)`` pairs once per process: by name, else with ``root`` appended to
+    ``sys.path`` (the directory the driver found it in; how worker processes find a run's plugins)."""
+    for module, root in modules:
+        if module in _IMPORTED or module in sys.modules:
+            _IMPORTED.add(module)
+            continue
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            if root and root not in sys.path:
+                sys.path.append(root)
+            importlib.import_module(module)
+        _IMPORTED.add(module)
+
+
 def import_plugins(names: list[str]) -> list[str]:
     """Import the ``--plugin`` modules ``names`` (see :func:`plugin_location`); returns the
     optimizer names they registered. Errors are one-line :class:`PluginError`."""
-    from optbench.runner.grid import _import_plugins
-
     before = set(REGISTRY)
     for name in names:
         module, root = plugin_location(name)
         if name.endswith(".py") and root not in sys.path:
             sys.path.insert(0, root)  # the file the user named, not another module of that name
         try:
-            _import_plugins(((module, root),))
+            import_modules(((module, root),))
         except ModuleNotFoundError as exc:
             if exc.name is not None and (exc.name == module or module.startswith(exc.name + ".")):
                 raise PluginError(f"plugin module {module!r} not found on sys.path or in {root}") from None
@@ -122,4 +139,4 @@ def load_entry_points(strict: bool = True) -> list[str]:
     return sorted(set(REGISTRY) - before)
 
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginError", "import_plugins", "load_entry_points", "plugin_location"]
+__all__ = ["ENTRY_POINT_GROUP", "PluginError", "import_modules", "import_plugins", "load_entry_points", "plugin_location"]

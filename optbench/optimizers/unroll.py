@@ -34,7 +34,7 @@ class Unroll:
     Args:
         net: the network, ``net(states, λ, ∇_λ J, **net_kwargs) -> λ'`` with an
             ``initial_params(batch, device, dtype)`` method
-            (:class:`optbench.agents.networks.IterativeOptimizerNet`).
+            (:class:`optbench.optimizers.networks.IterativeOptimizerNet`).
         states: ``[B, S]``.
         value_and_grad: the estimate of ``J`` and ``∇_λ J`` (see the module docstring).
         start: ``λ_0 [B, 2A]``; default the network's ``λ₀``.

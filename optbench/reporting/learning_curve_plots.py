@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from optbench.metrics.learning_curves import config_order, label_of  # noqa: E402
 from optbench.runner.store import atomic_write_json  # noqa: E402
 
 MD_NAME = "learning_curves.md"
@@ -114,8 +115,6 @@ def plot_final(task: str, res: dict[str, Any], path: Path, level: float) -> Path
 def gap_tables(gap_docs: list[dict]) -> tuple[list[str], dict[str, Any]]:
     """The amortization gap per configuration and snapshot step (mean over the seeds measured;
     each seed's own interval is over states and is in the gap files)."""
-    from optbench.metrics.learning_curves import config_order, label_of
-
     md: list[str] = []
     data: dict[str, Any] = {}
     by_task: dict[str, list[dict]] = {}

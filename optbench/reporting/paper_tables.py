@@ -32,7 +32,7 @@ from rich.table import Table
 from optbench.metrics.bootstrap import bootstrap_mean
 from optbench.metrics.summary import (CellGroup, first_crossing, grid_resolution, group_cells, normalized_of_means,
                                       reference_values)
-from optbench.optimizers.base import parse_spec
+from optbench.spec_syntax import parse_spec
 from optbench.runner.store import ResultsStore
 
 R1_BUDGETS = (1, 2, 5, 10, 50, 100, 500)

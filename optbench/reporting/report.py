@@ -13,17 +13,19 @@ that apply to the run:
 * exploitation checks (:mod:`optbench.metrics.exploitation`), with the Monte Carlo value
   check for package objectives that store MuJoCo states.
 
-The analyses that need the objective itself (all but the fixed-target statistics) rebuild
-it from the run's stored configuration with :func:`rebuild_run`, and check that the rebuilt
-objective scores the common start exactly as the stored run did.
+Experiments write, reports read: everything here is read from the run directory. The
+analyses that need the objective or an optimizer run (all but the fixed-target statistics)
+are computed and stored by ``optbench analyze RUN`` (:mod:`optbench.runner.analysis`); this
+module never builds an objective or imports an optimizer. A run that has not been analysed
+(or only in part) is reported with what is stored: each section names the units it lacks and
+the ``optbench analyze`` command that computes them.
 """
 
 from __future__ import annotations
 
 import math
 import time
-import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,206 +34,49 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from optbench.metrics.bootstrap import DEFAULT_LEVEL, bootstrap, bootstrap_difference  # noqa: E402
+from optbench.metrics.exploitation import ExploitationStats  # noqa: E402
 from optbench.metrics.fixed_target import (ECDF_TARGETS, TABLE_TARGETS, Runtimes, anytime_interval,  # noqa: E402
                                            art_interval, ecdf_steps, final_norm_interval, runtimes,
                                            success_interval)
-from optbench.metrics.summary import CellGroup, group_cells, normalized, reference_values  # noqa: E402
-from optbench.optimizers.base import run_optimizer  # noqa: E402
-from optbench.runner.store import ResultsStore, StoreError, slug  # noqa: E402
+from optbench.metrics.gap import GapResult  # noqa: E402
+from optbench.metrics.modes import DEFAULT_THRESHOLD, ModeCoverage, cluster_runs, mode_coverage, pairwise_action_distance  # noqa: E402
+from optbench.metrics.summary import normalized  # noqa: E402
+from optbench.reporting.landscape import landscape_figure  # noqa: E402
+from optbench.reporting.plots import plot_run  # noqa: E402
+from optbench.reporting.tables import markdown_table, objective_summaries, objective_table  # noqa: E402
+from optbench.runner.store import slug  # noqa: E402
+from optbench.runner.stored import ANALYSES, RunData, RunError, expected_units, load_run, read_analysis  # noqa: E402
 
-
-class ReportError(ValueError):
-    """A run directory that cannot be reported on (missing or inconsistent files)."""
-
-
-# ====================================================================== reading a run
-@dataclass
-class RunData:
-    """A stored run, read once: config, objective records and cell groups (in suite order)."""
-
-    store: ResultsStore
-    config: dict[str, Any]
-    environment: dict[str, Any]
-    records: dict[str, dict[str, Any]]
-    groups: dict[tuple[str, str], CellGroup]
-    objectives: list[str]  # objectives with results, suite order
-    labels: list[str]  # optimizer labels, suite order
-
-    def mine(self, objective: str) -> list[CellGroup]:
-        return [self.groups[(objective, lab)] for lab in self.labels if (objective, lab) in self.groups]
-
-    def start(self, objective: str) -> np.ndarray:
-        return np.asarray(self.records[objective]["start_scores"], dtype=np.float64)
-
-    def reference(self, objective: str) -> tuple[np.ndarray, bool]:
-        return reference_values(self.records[objective], self.mine(objective))
-
-
-def load_run(path: str | Path) -> RunData:
-    """Open and check a run directory; every problem is one :class:`ReportError` line."""
-    root = Path(path)
-    if not root.exists():
-        raise ReportError(f"{root} does not exist")
-    if not root.is_dir():
-        raise ReportError(f"{root} is not a directory (expected an optbench run directory)")
-    try:
-        store = ResultsStore.open_existing(root)
-        info = store.run_info
-        config = info["config"]
-        labels = [o["label"] for o in config["optimizers"]]
-        order = list(config["objectives"])
-        cells = list(store.cells())
-        records = store.objectives()
-    except StoreError as exc:
-        raise ReportError(str(exc)) from None
-    except (KeyError, TypeError):
-        raise ReportError(f"{root / 'run.json'} lacks the run configuration (config.optimizers, config.objectives)") from None
-    if not cells:
-        raise ReportError(f"{root} holds no finished cells (nothing to report; run `optbench run` first)")
-    try:
-        groups = group_cells(cells)
-    except (KeyError, ValueError) as exc:
-        raise ReportError(f"{root}: malformed cell files ({exc})") from None
-    names = []
-    for name in order:
-        if any(k[0] == name for k in groups):
-            if name not in records:
-                raise ReportError(f"{root} has cells for objective {name!r} but no objectives/{slug(name)}.json")
-            names.append(name)
-    labels += sorted({k[1] for k in groups} - set(labels))
-    return RunData(store, config, info.get("environment", {}), records, groups, names, labels)
-
-
-# ====================================================================== rebuilding objectives
-@dataclass
-class RebuiltRun:
-    """The objectives and optimizers of a stored run, rebuilt from its configuration.
-
-    ``objective(name)`` builds (once) and verifies an objective; ``optimizer(label, built)``
-    makes an optimizer exactly as the run did (spec and suite context, e.g. a package).
-    """
-
-    suite: Any  # optbench.suites.spec.Suite
-    settings: dict[str, Any]
-    run: RunData
-    _built: dict[str, Any] = field(default_factory=dict)
-
-    def entry(self, name: str):
-        for e in self.suite.objectives:
-            if e.name == name:
-                return e
-        raise ReportError(f"objective {name!r} is not in the rebuilt suite {self.suite.name!r}")
-
-    def objective(self, name: str):
-        """The :class:`~optbench.suites.sources.BuiltObjective`, checked against the stored start scores."""
-        from optbench.suites.sources import build_objective
-
-        if name not in self._built:
-            built = build_objective(self.entry(name), self.suite, self.settings)
-            obj = built.objective
-            with torch.no_grad():
-                start = obj.score(obj.initial_params()).double().cpu().numpy()
-            stored = self.run.start(name)
-            if start.shape != stored.shape or not np.allclose(start, stored, rtol=1e-5, atol=1e-5):
-                diff = np.abs(start - stored).max() if start.shape == stored.shape else float("nan")
-                raise ReportError(f"rebuilt objective {name!r} does not match the stored run (start scores differ by "
-                                  f"up to {diff:.3g}); pass --suite with the suite directory the run used")
-            self._built[name] = built
-        return self._built[name]
-
-    def budget(self, label: str) -> int:
-        for o in self.run.config["optimizers"]:
-            if o["label"] == label:
-                return int(o["iterations"])
-        raise ReportError(f"optimizer {label!r} is not in the run's configuration")
-
-    def spec(self, label: str) -> str:
-        for o in self.run.config["optimizers"]:
-            if o["label"] == label:
-                return o["spec"]
-        raise ReportError(f"optimizer {label!r} is not in the run's configuration")
-
-    def optimizer(self, label: str, built):
-        from optbench.optimizers.base import make_optimizer
-        from optbench.suites.sources import resolve_context
-
-        context = {}
-        for e in self.suite.optimizers:
-            if e.label == label:
-                context = resolve_context(dict(e.context), self.suite, built.objective.name)
-        return make_optimizer(self.spec(label), **{**built.context, **context})
-
-
-def rebuild_run(run: RunData, suite_dir: str | Path | None = None, device: str = "cpu") -> RebuiltRun:
-    """Rebuild a stored run's suite and settings so its objectives can be built again.
-
-    The suite definition is the text stored in ``run.json`` (``config.suite_file``), so the
-    objectives are those the run used even if the suite file changed since. Relative paths in
-    it (agent packages) resolve against ``suite_dir`` if given, else the directory of the
-    suite of the same name on the suite search path (``./suites``, the repository's
-    ``suites/``), else the run directory. :meth:`RebuiltRun.objective` then verifies each
-    objective by its start scores, so a wrong directory fails loudly, never silently.
-    """
-    from optbench.suites.spec import SuiteError, find_suite, parse_suite
-
-    cfg = run.config
-    directory: Path | None = None
-    if suite_dir is not None:
-        p = Path(suite_dir)
-        directory = p.parent if p.is_file() else p
-        if not (directory / "suite.toml").is_file() and "suite_file" not in cfg:
-            raise ReportError(f"{suite_dir} is not a suite directory (no suite.toml)")
-    else:
-        try:
-            directory = find_suite(cfg["suite"]).parent
-        except (SuiteError, KeyError):
-            directory = run.store.root
-    text = cfg.get("suite_file")
-    if text is None:
-        if not (directory / "suite.toml").is_file():
-            raise ReportError(f"run {run.store.root} does not store its suite definition and suite "
-                              f"{cfg.get('suite')!r} was not found; pass --suite")
-        text = (directory / "suite.toml").read_text()
-    try:
-        suite = parse_suite(tomllib.loads(text), directory / "suite.toml")
-    except (tomllib.TOMLDecodeError, SuiteError) as exc:
-        raise ReportError(f"the suite stored in {run.store.root / 'run.json'} cannot be parsed: {exc}") from None
-    settings = {**cfg.get("settings", {}), "device": device}
-    return RebuiltRun(suite, settings, run)
+ReportError = RunError
+"""A run directory that cannot be reported on (missing or inconsistent files)."""
 
 
 # ====================================================================== options
 @dataclass
 class ReportOptions:
-    """What the report computes beyond the stored tables (all analyses on by default)."""
+    """Which sections the report shows and how it summarizes them (all sections on by default).
+
+    Nothing here changes what was computed: the analyses' own settings (Adam's steps, runs per
+    state, grid resolution, rollouts) are ``optbench analyze`` options, stored with its results."""
 
     fixed_target: bool = True
     gap: bool = True
-    gap_lr: float = 5e-3
-    gap_steps: int = 100
-    gap_samples: int = 10
     modes: bool = True
-    mode_runs: int = 10
-    mode_states: int = 16
-    mode_threshold: float = 0.1
-    mode_random_starts: bool = False
+    mode_threshold: float = DEFAULT_THRESHOLD
     landscapes: bool = True
-    landscape_resolution: int = 41
-    landscape_state: int | None = None
-    landscape_dims: tuple[int, int] | None = None
     exploitation: bool = True
     rollouts: bool = True
-    rollout_states: int = 4
-    rollout_runs: int = 3
-    rollout_horizon: int = 200
     resamples: int = 2000
     level: float = DEFAULT_LEVEL
     seed: int = 0
-    suite_dir: str | None = None
-    device: str = "cpu"
+
+    def wants(self, kind: str) -> bool:
+        """Whether the report shows analysis ``kind`` (one of :data:`~optbench.runner.stored.ANALYSES`)."""
+        if kind == "rollouts":
+            return self.exploitation and self.rollouts
+        return bool(getattr(self, kind))
 
 
 def _colors(labels: list[str]) -> dict[str, Any]:
@@ -358,57 +203,49 @@ def plot_ecdfs(run: RunData, path: Path, targets=ECDF_TARGETS) -> Path:
 
 
 # ====================================================================== gap, modes, landscapes, exploitation
-def _params_for(run: RunData, objective: str, label: str) -> np.ndarray:
-    return run.groups[(objective, label)].final_params  # [R,B,2A]
+ANALYZE_HINT = "run `optbench analyze {root}` to compute it"
 
 
-def gap_section(rebuilt: RebuiltRun, objective: str, opts: ReportOptions, log: Callable[[str], None]):
-    from optbench.metrics.gap import amortization_gap
+def _unit(run: RunData, kind: str, objective: str, optimizer: str | None = None) -> dict[str, Any] | None:
+    unit = read_analysis(run.store.root, kind, objective, optimizer)
+    return None if unit is None else unit["result"]
 
-    run = rebuilt.run
-    built = rebuilt.objective(objective)
+
+def _missing_note(run: RunData, kind: str, missing: list[str]) -> str:
+    """One line naming the units of ``kind`` that ``optbench analyze`` has not stored (yet)."""
+    if not missing:
+        return ""
+    return (f"*Not analysed yet ({kind}): {', '.join(missing)}; {ANALYZE_HINT.format(root=run.store.root)}.*")
+
+
+def missing_analyses(run: RunData, opts: "ReportOptions") -> list[str]:
+    """``kind: objective · optimizer`` of every analysis unit the report would show but the run lacks."""
+    kinds = [k for k in ANALYSES if opts.wants(k)]
+    return [f"{k}: {o}" + (f" · {lab}" if lab else "") for k, o, lab in expected_units(run, kinds)
+            if read_analysis(run.store.root, k, o, lab) is None]
+
+
+def gap_section(run: RunData, objective: str, opts: ReportOptions) -> tuple[dict[str, GapResult], str]:
+    """The stored amortization gaps of ``objective`` (:mod:`optbench.metrics.gap`) and their table."""
     start, (ref, _) = run.start(objective), run.reference(objective)
-    out = {}
+    out: dict[str, GapResult] = {}
+    missing = []
     for g in run.mine(objective):
-        log(f"gap: {objective} · {g.optimizer}")
-        out[g.optimizer] = amortization_gap(built.objective, g.final_params, lr=opts.gap_lr, steps=opts.gap_steps,
-                                            samples=opts.gap_samples, seed=opts.seed, optimizer=g.optimizer)
-        trained = trained_budget_estimate(rebuilt, objective, g)
-        if trained is not None:  # R3 as the paper measures it: from the estimate the optimizer was trained to give
-            k, params = trained
-            label = f"{g.optimizer} @{k} (trained budget)"
-            out[label] = amortization_gap(built.objective, params, lr=opts.gap_lr, steps=opts.gap_steps,
-                                          samples=opts.gap_samples, seed=opts.seed, optimizer=label)
+        res = _unit(run, "gap", objective, g.optimizer)
+        if res is None:
+            missing.append(g.optimizer)
+            continue
+        for row in res["rows"]:
+            out[row["label"]] = GapResult(row["label"], np.asarray(row["before"], dtype=np.float64),
+                                          np.asarray(row["after"], dtype=np.float64), res["lr"], res["steps"],
+                                          res["samples"])
     bk = _bk(opts)
     head = ["optimizer", "J before", "J after Adam", "gap", "gap / (J_ref − J_start)"]
     rows = [[lab, _g(float(r.before.mean())), _g(float(r.after.mean())), r.interval(**bk).fmt(),
              r.normalized_interval(start, ref, **bk).fmt()] for lab, r in out.items()]
-    return out, _md_table(head, rows)
-
-
-def trained_budget_estimate(rebuilt: RebuiltRun, objective: str, group) -> tuple[int, np.ndarray] | None:
-    """A learned optimizer's estimate at its trained budget ``K`` (``[R, B, 2A]``), when it ran past
-    ``K``: kept in the cells, or (cells stored before they kept it) recomputed by running the same
-    optimizer with the same seeds for ``K`` iterations, checked against the stored scores at ``K``."""
-    k = (group.meta.get("settings") or {}).get("iterations_trained")
-    if not k or int(k) >= group.budget:
-        return None
-    k = int(k)
-    if k in group.params_at:
-        return k, group.params_at[k]
-    built = rebuilt.objective(objective)
-    params, scores = [], []
-    for seed in group.meta["seeds"]:
-        optimizer = rebuilt.optimizer(group.optimizer, built)
-        trace = run_optimizer(optimizer, built.objective, k, seed=seed, score_at=[k], warmup=False)
-        params.append(trace.final_params.double().numpy())
-        scores.append(trace.scores[-1].double().numpy())
-    stored = group.at(k)
-    if int(group.iterations[np.searchsorted(group.iterations, k, side="right") - 1]) == k and not np.allclose(
-            np.stack(scores), stored, rtol=1e-4, atol=1e-4):
-        raise ReportError(f"re-running {group.optimizer!r} on {objective!r} for {k} iterations does not reproduce the "
-                          "stored scores at that iteration; its trained-budget gap cannot be computed from this run")
-    return k, np.stack(params)
+    text = _md_table(head, rows) if rows else ""
+    note = _missing_note(run, "gap", missing)
+    return out, text + (("\n" if text else "") + note if note else "")
 
 
 def _panel_grid(n: int, height: float, cols: int = 3):
@@ -422,6 +259,7 @@ def _panel_grid(n: int, height: float, cols: int = 3):
 
 
 def plot_gaps(gaps: dict[str, dict[str, Any]], labels: list[str], path: Path, opts: ReportOptions) -> Path:
+    gaps = {k: v for k, v in gaps.items() if v}
     colors = _colors(labels)
     fig, axes = _panel_grid(len(gaps), 0.45 * max(len(v) for v in gaps.values()) + 1.6)
     for ax, (name, res) in zip(axes.flat, gaps.items()):
@@ -430,7 +268,9 @@ def plot_gaps(gaps: dict[str, dict[str, Any]], labels: list[str], path: Path, op
         y = np.arange(len(labs))[::-1]
         est = np.array([iv.estimate for iv in ivs])
         err = np.array([[iv.estimate - iv.low for iv in ivs], [iv.high - iv.estimate for iv in ivs]])
-        ax.barh(y, est, xerr=err, color=[colors[lab] for lab in labs], alpha=0.85, capsize=3)
+        # a learned optimizer's "@K (trained budget)" row takes its optimizer's colour
+        ax.barh(y, est, xerr=err, color=[colors.get(lab, colors.get(lab.split(" @")[0])) for lab in labs], alpha=0.85,
+                capsize=3)
         ax.set_yticks(y, labs, fontsize=8)
         ax.axvline(0, color="k", lw=0.6)
         ax.set_xlabel("scored J gained by Adam from the final estimate")
@@ -445,22 +285,24 @@ def plot_gaps(gaps: dict[str, dict[str, Any]], labels: list[str], path: Path, op
     return path
 
 
-def modes_section(rebuilt: RebuiltRun, objective: str, opts: ReportOptions, log: Callable[[str], None]):
-    from optbench.metrics.modes import mode_coverage, pairwise_action_distance, random_starts, run_replicas, cluster_runs
-
-    run = rebuilt.run
-    built = rebuilt.objective(objective)
-    n = min(opts.mode_states, built.objective.batch_size)
-    obj = built.objective.subset(list(range(n)))
-    starts = random_starts(obj, opts.mode_runs, seed=opts.seed) if opts.mode_random_starts else None
-    out = {}
+def modes_section(run: RunData, objective: str, opts: ReportOptions) -> tuple[dict[str, ModeCoverage], str]:
+    """Mode coverage of ``objective`` from the stored replica runs (clustered here, at ``opts.mode_threshold``)."""
+    out: dict[str, ModeCoverage] = {}
+    missing = []
+    setup = None
     for g in run.mine(objective):
-        log(f"modes: {objective} · {g.optimizer} ({opts.mode_runs} runs × {n} states)")
-        optimizer = rebuilt.optimizer(g.optimizer, built)
-        seed = int(g.meta.get("seeds", [0])[0])
-        params, scores = run_replicas(optimizer, obj, rebuilt.budget(g.optimizer), opts.mode_runs, seed=seed,
-                                      starts=starts)
-        out[g.optimizer] = mode_coverage(params, scores, threshold=opts.mode_threshold, optimizer=g.optimizer)
+        res = _unit(run, "modes", objective, g.optimizer)
+        if res is None:
+            missing.append(g.optimizer)
+            continue
+        setup = setup or res
+        out[g.optimizer] = mode_coverage(np.asarray(res["params"], dtype=np.float64),
+                                         np.asarray(res["scores"], dtype=np.float64),
+                                         threshold=opts.mode_threshold, optimizer=g.optimizer)
+    note = _missing_note(run, "modes", missing)
+    if setup is None:
+        return out, note
+    n, runs, random = int(setup["states"]), int(setup["runs"]), bool(setup["random_starts"])
     known = None
     rec = run.records[objective]
     if "optimum" in rec and "mode_params" in rec["optimum"]:
@@ -479,17 +321,19 @@ def modes_section(rebuilt: RebuiltRun, objective: str, opts: ReportOptions, log:
                      bootstrap(mc.n_modes.astype(float), "mean", **bk).fmt(),
                      bootstrap(mc.best_share, "mean", **bk).fmt(percent=True), _g(float(best.mean())),
                      _g(float(np.mean(other))) if other else "—"])
-    note = (f"*{opts.mode_runs} runs per state from different random streams"
-            f"{' and random starts (tanh μ ~ U(−0.9, 0.9), σ = 1)' if opts.mode_random_starts else ' from the common start'}"
+    text = (f"*{runs} runs per state from different random streams"
+            f"{' and random starts (tanh μ ~ U(−0.9, 0.9), σ = 1)' if random else ' from the common start'}"
             f", first {n} states; budget as in the run. Modes: complete-linkage clusters of tanh μ at "
             f"{opts.mode_threshold:g} · 2√|A|; J per mode: mean scored J of its runs (best: averaged over states). "
             f"Mean over states [{opts.level:.0%} bootstrap interval].*")
     if known is not None:
-        note += f" *Known distinct local optima per state at this threshold: mean {known.mean():.3g} (min {known.min()}, max {known.max()}).*"
-    return out, note + "\n\n" + _md_table(head, rows)
+        text += f" *Known distinct local optima per state at this threshold: mean {known.mean():.3g} (min {known.min()}, max {known.max()}).*"
+    text += "\n\n" + _md_table(head, rows)
+    return out, text + ("\n" + note if note else "")
 
 
 def plot_modes(modes: dict[str, dict[str, Any]], labels: list[str], path: Path) -> Path:
+    modes = {k: v for k, v in modes.items() if v}
     colors = _colors(labels)
     fig, axes = _panel_grid(len(modes), 0.45 * max(len(v) for v in modes.values()) + 1.8)
     rng = np.random.default_rng(0)
@@ -511,52 +355,28 @@ def plot_modes(modes: dict[str, dict[str, Any]], labels: list[str], path: Path) 
     return path
 
 
-def landscape_section(rebuilt: RebuiltRun, objective: str, opts: ReportOptions, out_dir: Path,
-                      log: Callable[[str], None]) -> tuple[Path | None, str]:
-    from optbench.reporting.landscape import (choose_dims, choose_state, grid_limits, landscape_figure,
-                                              landscape_grid, record_trajectory)
-
-    run = rebuilt.run
-    built = rebuilt.objective(objective)
-    obj = built.objective
-    if obj.action_dim < 2:
-        return None, "*Skipped: a landscape needs at least two action dimensions.*"
+def landscape_section(run: RunData, objective: str, opts: ReportOptions, out_dir: Path) -> tuple[Path | None, str]:
+    """The stored landscape of ``objective`` drawn with the run's final estimates, and its caption."""
+    res = _unit(run, "landscapes", objective)
+    if res is None:
+        return None, _missing_note(run, "landscapes", [objective])
+    if "skipped" in res:
+        return None, f"*Skipped: {res['skipped']}.*"
     groups = run.mine(objective)
-    finals = np.stack([g.final_params[0] for g in groups])  # [L,B,2A] first seed
-    state = opts.landscape_state if opts.landscape_state is not None else choose_state(finals)
-    if not 0 <= state < obj.batch_size:
-        raise ReportError(f"--landscape-state must be in 0..{obj.batch_size - 1}, got {state}")
-    at_state = finals[:, state]
-    dims = tuple(opts.landscape_dims) if opts.landscape_dims else choose_dims(at_state)
-    final_scores = np.array([g.scores[0, -1, state] for g in groups])
-    base_k = int(np.argmax(final_scores))
-    base_label = groups[base_k].optimizer
-    log(f"landscape: {objective} · state {state} · dims {dims}")
-    sub = obj.subset([state])
-    trajectories = {}
+    state, dims, base_label = int(res["state"]), (int(res["dims"][0]), int(res["dims"][1])), res["base"]
     direct = None
     for g in groups:
         if g.meta.get("amortized") and not g.meta.get("stochastic"):
             direct = g.final_params[0, state]
-            continue
-        seed = int(g.meta.get("seeds", [0])[0])
-        try:
-            opt = rebuilt.optimizer(g.optimizer, built)
-            path = record_trajectory(opt, sub, rebuilt.budget(g.optimizer), seed=seed)
-            trajectories[g.optimizer] = path[:, 0].double().numpy()
-        except Exception as exc:  # an optimizer that cannot run on one state: draw its final estimate only
-            log(f"landscape: no trajectory for {g.optimizer}: {exc}")
+    trajectories = {k: np.asarray(v, dtype=np.float64) for k, v in res["trajectories"].items()}
     rec = run.records[objective]
     modes = None
     if "optimum" in rec and "mode_params" in rec["optimum"]:
         modes = np.asarray(rec["optimum"]["mode_params"], dtype=np.float64)[state]
-    drawn = [at_state] + list(trajectories.values()) + ([modes] if modes is not None else [])
-    xlim, ylim = grid_limits(drawn, dims)
-    xs, ys, values = landscape_grid(obj, state, at_state[base_k], dims, xlim=xlim, ylim=ylim,
-                                    resolution=opts.landscape_resolution)
     path = out_dir / f"landscape_{_safe(objective)}.png"
-    landscape_figure(path, xs, ys, values, dims, title=f"{objective}, state {state}: scored J over the means of actions "
-                     f"{dims[0]} and {dims[1]}", trajectories=trajectories,
+    landscape_figure(path, np.asarray(res["xs"]), np.asarray(res["ys"]), np.asarray(res["values"], dtype=np.float64),
+                     dims, title=f"{objective}, state {state}: scored J over the means of actions {dims[0]} and "
+                     f"{dims[1]}", trajectories=trajectories,
                      finals={g.optimizer: g.final_params[0, state] for g in groups}, direct=direct, modes=modes,
                      colors=_colors(run.labels))
     text = (f"State {state} (where the optimizers' final mean actions disagree most), action dimensions {dims[0]} "
@@ -572,55 +392,72 @@ def landscape_section(rebuilt: RebuiltRun, objective: str, opts: ReportOptions, 
     return path, text
 
 
-def exploitation_section(rebuilt: RebuiltRun, objective: str, opts: ReportOptions, log: Callable[[str], None]) -> str:
-    from optbench.metrics.exploitation import RolloutUnavailable, exploitation_stats, rollout_check
+def _stats(record: dict[str, Any]) -> ExploitationStats:
+    return ExploitationStats(**{k: np.asarray(v, dtype=np.float64) for k, v in record.items()})
 
-    run = rebuilt.run
-    built = rebuilt.objective(objective)
-    obj = built.objective
+
+def exploitation_section(run: RunData, objective: str, opts: ReportOptions) -> str:
+    """The stored exploitation statistics and Monte Carlo value checks of ``objective``."""
     bk = _bk(opts)
-    stats = {}
-    start_stats = exploitation_stats(obj, obj.initial_params())
-    for g in run.mine(objective):
-        stats[g.optimizer] = exploitation_stats(obj, g.final_params[0])
-    head = ["optimizer", "|Q₁ − Q₂| at its actions", "mean Q̂", "saturated actions |a| > 0.99",
-            "saturated mean actions"]
-    rows = [["(start μ = 0, σ = 1)", bootstrap(start_stats.disagreement, "mean", **bk).fmt(),
-             _g(float(start_stats.q_hat.mean())), bootstrap(start_stats.saturated, "mean", **bk).fmt(percent=True),
-             bootstrap(start_stats.mean_saturated, "mean", **bk).fmt(percent=True)]]
-    for lab, s in stats.items():
-        rows.append([lab, bootstrap(s.disagreement, "mean", **bk).fmt(), _g(float(s.q_hat.mean())),
-                     bootstrap(s.saturated, "mean", **bk).fmt(percent=True),
-                     bootstrap(s.mean_saturated, "mean", **bk).fmt(percent=True)])
-    ens = getattr(obj.q, "ensemble_size", 1)
-    text = [f"*Final policies (first seed) on the scoring draws: ensemble disagreement (mean pairwise |Qᵢ − Qⱼ|, "
-            f"{ens}-member ensemble{'; 0 by construction' if ens == 1 else ''}), mean Q̂ for scale, and saturation. "
-            f"Mean over states [{opts.level:.0%} bootstrap interval].*\n", _md_table(head, rows)]
-    pkg = built.context.get("package")
-    if opts.rollouts and pkg is not None:
-        split = str(rebuilt.entry(objective).get("split", "benchmark"))
-        k = min(opts.rollout_states, obj.batch_size)
-        head = ["optimizer", "Q̂(s, tanh μ)", "soft return G", "Q̂ − G", "restore error"]
-        rows = []
-        try:
-            for g in run.mine(objective):
-                log(f"rollouts: {objective} · {g.optimizer}")
-                rc = rollout_check(pkg, split, g.final_params[0], list(range(k)), beta=obj.beta,
-                                   rollouts=opts.rollout_runs, horizon=opts.rollout_horizon, seed=opts.seed)
-                rows.append([g.optimizer, _g(float(rc.q_hat.mean())), _g(float(rc.returns.mean())),
-                             bootstrap(rc.error, "mean", **bk).fmt(), _g(float(rc.restore_error.max()), 2)])
-            text += [f"\n*Monte Carlo value check at the first {k} states: the simulator restored to the stored "
-                     f"MuJoCo state, the optimized mean action taken, then the agent's direct policy (sampled) for "
-                     f"up to {opts.rollout_horizon} steps, {opts.rollout_runs} rollouts per state; G is the discounted "
-                     "soft return (entropy bonus from the second step, γ^H·V̂ tail from the same Q when not "
-                     "terminated). Q̂ − G > 0: Q overestimates the optimized action; compare an optimizer with "
-                     "direct's own error: an error shared by every optimizer is the Q-function's overall bias (e.g. a "
-                     "critic that lags the policy's returns early in training), not exploitation. Restore error: max "
-                     "|observation after restoring − stored state| (float32 rounding). Few states and rollouts: a "
-                     "coarse check.*\n", _md_table(head, rows)]
-        except RolloutUnavailable as exc:
-            text.append(f"\n*Monte Carlo value check not available: {exc}.*\n")
+    res = _unit(run, "exploitation", objective)
+    text = []
+    if res is None:
+        text.append(_missing_note(run, "exploitation", [objective]) + "\n")
+    else:
+        start_stats = _stats(res["start"])
+        head = ["optimizer", "|Q₁ − Q₂| at its actions", "mean Q̂", "saturated actions |a| > 0.99",
+                "saturated mean actions"]
+        rows = [["(start μ = 0, σ = 1)", bootstrap(start_stats.disagreement, "mean", **bk).fmt(),
+                 _g(float(start_stats.q_hat.mean())), bootstrap(start_stats.saturated, "mean", **bk).fmt(percent=True),
+                 bootstrap(start_stats.mean_saturated, "mean", **bk).fmt(percent=True)]]
+        for lab, rec in res["optimizers"].items():
+            s = _stats(rec)
+            rows.append([lab, bootstrap(s.disagreement, "mean", **bk).fmt(), _g(float(s.q_hat.mean())),
+                         bootstrap(s.saturated, "mean", **bk).fmt(percent=True),
+                         bootstrap(s.mean_saturated, "mean", **bk).fmt(percent=True)])
+        ens = int(res["ensemble"])
+        text += [f"*Final policies (first seed) on the scoring draws: ensemble disagreement (mean pairwise |Qᵢ − Qⱼ|, "
+                 f"{ens}-member ensemble{'; 0 by construction' if ens == 1 else ''}), mean Q̂ for scale, and saturation. "
+                 f"Mean over states [{opts.level:.0%} bootstrap interval].*\n", _md_table(head, rows)]
+    if opts.rollouts:
+        text += _rollouts_text(run, objective, opts)
     return "\n".join(text)
+
+
+def _rollouts_text(run: RunData, objective: str, opts: ReportOptions) -> list[str]:
+    wanted = [(o, lab) for k, o, lab in expected_units(run, ["rollouts"]) if o == objective]
+    if not wanted:
+        return []  # not an objective from an agent package: nothing to roll out
+    bk = _bk(opts)
+    head = ["optimizer", "Q̂(s, tanh μ)", "soft return G", "Q̂ − G", "restore error"]
+    rows, missing, setup = [], [], None
+    for _, lab in wanted:
+        res = _unit(run, "rollouts", objective, lab)
+        if res is None:
+            missing.append(lab)
+            continue
+        if "unavailable" in res:
+            return [f"\n*Monte Carlo value check not available: {res['unavailable']}.*\n"]
+        setup = setup or res
+        q_hat, returns = np.asarray(res["q_hat"], dtype=np.float64), np.asarray(res["returns"], dtype=np.float64)
+        rows.append([lab, _g(float(q_hat.mean())), _g(float(returns.mean())),
+                     bootstrap(q_hat - returns.mean(1), "mean", **bk).fmt(),
+                     _g(float(np.max(res["restore_error"])), 2)])
+    out = []
+    if setup is not None:
+        k, horizon, runs = int(setup["states"]), int(setup["horizon"]), int(setup["rollouts"])
+        out = [f"\n*Monte Carlo value check at the first {k} states: the simulator restored to the stored "
+               f"MuJoCo state, the optimized mean action taken, then the agent's direct policy (sampled) for "
+               f"up to {horizon} steps, {runs} rollouts per state; G is the discounted "
+               "soft return (entropy bonus from the second step, γ^H·V̂ tail from the same Q when not "
+               "terminated). Q̂ − G > 0: Q overestimates the optimized action; compare an optimizer with "
+               "direct's own error: an error shared by every optimizer is the Q-function's overall bias (e.g. a "
+               "critic that lags the policy's returns early in training), not exploitation. Restore error: max "
+               "|observation after restoring − stored state| (float32 rounding). Few states and rollouts: a "
+               "coarse check.*\n", _md_table(head, rows)]
+    if missing:
+        out.append(_missing_note(run, "rollouts", missing))
+    return out
 
 
 # ====================================================================== the report
@@ -649,12 +486,23 @@ J_ref − J_start. Intervals are {level:.0%} percentile bootstrap intervals over
 seeded), so they describe the spread over states, not over re-runs of the benchmark."""
 
 
+def _gap_caption(run: RunData, opts: ReportOptions) -> str:
+    """The gap section's caption, with Adam's settings as ``optbench analyze`` stored them."""
+    stored = next((r for k, o, lab in expected_units(run, ["gap"]) if (r := _unit(run, k, o, lab)) is not None), None)
+    how = (f"Adam (lr {stored['lr']:g}, {stored['steps']} steps, {stored['samples']} samples)" if stored is not None
+           else "Adam")
+    return (f"*From each optimizer's stored final estimate (every seed), {how} and the scored improvement; per state "
+            f"averaged over seeds, mean over states [{opts.level:.0%} bootstrap interval]. ≈ 0: already at a local "
+            "optimum. A learned optimizer run past the budget K it was trained for also has a row '@K (trained "
+            "budget)': the gap from its K-iteration estimate, the one the source paper measures (seed 000, Fig. 6).*")
+
+
 def write_report(run_dir: str | Path, out_dir: str | Path, opts: ReportOptions | None = None,
                  log: Callable[[str], None] | None = None) -> Path:
-    """Write ``report.md`` and its PNGs into ``out_dir`` (created); returns the Markdown path."""
-    from optbench.reporting.plots import plot_run
-    from optbench.reporting.tables import markdown_table, objective_summaries, objective_table
+    """Write ``report.md`` and its PNGs into ``out_dir`` (created); returns the Markdown path.
 
+    Reads the run directory only. Analyses ``optbench analyze`` has not stored are named in
+    their sections (and passed to ``log`` in one line), the rest of the report is complete."""
     opts = opts or ReportOptions()
     log = log or (lambda msg: None)
     tic = time.perf_counter()
@@ -684,33 +532,28 @@ def write_report(run_dir: str | Path, out_dir: str | Path, opts: ReportOptions |
                "a direct estimate that costs no Q-evaluation) sit at the left edge. A perfect optimizer is a step to 1 at "
                "its first iteration.*", ""]
 
-    needs_objectives = opts.gap or opts.modes or opts.landscapes or opts.exploitation
-    rebuilt = rebuild_run(run, opts.suite_dir, opts.device) if needs_objectives else None
     if opts.gap:
-        md += ["## Amortization gap", "",
-               f"*From each optimizer's stored final estimate (every seed), Adam (lr {opts.gap_lr:g}, {opts.gap_steps} "
-               f"steps, {opts.gap_samples} samples) and the scored improvement; per state averaged over seeds, mean over "
-               f"states [{opts.level:.0%} bootstrap interval]. ≈ 0: already at a local optimum. A learned optimizer run "
-               "past the budget K it was trained for also has a row '@K (trained budget)': the gap from its K-iteration "
-               "estimate, the one the source paper measures (seed 000, Fig. 6).*", ""]
+        md += ["## Amortization gap", "", _gap_caption(run, opts), ""]
         gaps = {}
         for name in run.objectives:
-            gaps[name], table = gap_section(rebuilt, name, opts, log)
+            gaps[name], table = gap_section(run, name, opts)
             md += [f"### {name}", "", table, ""]
-        p = plot_gaps(gaps, run.labels, out / "gap.png", opts)
-        md += [f"![amortization gap]({p.name})", ""]
+        if any(gaps.values()):
+            p = plot_gaps(gaps, run.labels, out / "gap.png", opts)
+            md += [f"![amortization gap]({p.name})", ""]
     if opts.modes:
         md += ["## Mode coverage", ""]
         modes = {}
         for name in run.objectives:
-            modes[name], table = modes_section(rebuilt, name, opts, log)
+            modes[name], table = modes_section(run, name, opts)
             md += [f"### {name}", "", table, ""]
-        p = plot_modes(modes, run.labels, out / "modes.png")
-        md += [f"![mode coverage]({p.name})", ""]
+        if any(modes.values()):
+            p = plot_modes(modes, run.labels, out / "modes.png")
+            md += [f"![mode coverage]({p.name})", ""]
     if opts.landscapes:
         md += ["## Landscapes", ""]
         for name in run.objectives:
-            p, text = landscape_section(rebuilt, name, opts, out, log)
+            p, text = landscape_section(run, name, opts, out)
             md += [f"### {name}", ""]
             if p is not None:
                 md += [f"![landscape {name}]({p.name})", ""]
@@ -718,7 +561,10 @@ def write_report(run_dir: str | Path, out_dir: str | Path, opts: ReportOptions |
     if opts.exploitation:
         md += ["## Exploitation checks", ""]
         for name in run.objectives:
-            md += [f"### {name}", "", exploitation_section(rebuilt, name, opts, log), ""]
+            md += [f"### {name}", "", exploitation_section(run, name, opts), ""]
+    missing = missing_analyses(run, opts)
+    if missing:
+        log(f"{len(missing)} analysis units not stored (named in the report); run `optbench analyze {run.store.root}`")
     md += [f"---\n*Generated by `optbench report` in {time.perf_counter() - tic:.0f} s.*", ""]
     path = out / "report.md"
     path.write_text("\n".join(md))
@@ -834,5 +680,5 @@ def _plot_compare_ecdf(a: RunData, b: RunData, items, path: Path) -> Path:
     return path
 
 
-__all__ = ["RebuiltRun", "ReportError", "ReportOptions", "RunData", "compare_runs", "load_run", "rebuild_run",
+__all__ = ["ReportError", "ReportOptions", "RunData", "compare_runs", "load_run", "missing_analyses",
            "write_report"]

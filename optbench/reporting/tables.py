@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import tomllib
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from optbench.reporting.paper_tables import PAPER_TABLES
 from optbench.metrics.summary import OptimizerSummary, group_cells, reference_values, summarize
 from optbench.runner.store import ResultsStore
 
@@ -122,10 +124,6 @@ def failure_lines(store: ResultsStore) -> list[str]:
 
 def question_tables(store: ResultsStore) -> list[Table]:
     """The paper-question tables the run's suite asks for (``tables = [...]`` in suite.toml)."""
-    import tomllib
-
-    from optbench.reporting.paper_tables import PAPER_TABLES
-
     wanted = tomllib.loads(store.run_info["config"]["suite_file"]).get("tables", [])
     return [t for name in wanted if name in PAPER_TABLES for t in PAPER_TABLES[name](store)]
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import io
 import sys
 import tarfile
@@ -38,9 +37,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from optbench.locks import DirectoryLock
 from optbench.optimizers import REGISTRY
-from optbench.optimizers.base import (Iterate, OptimizerError, PolicyOptimizer, make_optimizer, parse_spec, run_optimizer,
-                                      spec_needs_context)
+from optbench.optimizers.base import Iterate, OptimizerError, PolicyOptimizer, make_optimizer, parse_spec, spec_needs_context
+from optbench.optimizers.plugins import import_modules, load_entry_points
+from optbench.runner.drive import run_optimizer
 from optbench.runner.executors import Executor, ExecutorError, InProcessExecutor, Shared, worker_device
+from optbench.runner.provenance import provenance
 from optbench.runner.store import ResultsStore, compact, config_hash, slug
 from optbench.suites.sources import SOURCES, BuiltObjective, build_objective, check_objective, resolve_context
 from optbench.suites.spec import DEFAULT_SETTINGS, OptimizerEntry, Suite, SuiteError, check_seeds
@@ -305,7 +306,6 @@ _BUILT: "OrderedDict[tuple[str, str], BuiltObjective]" = OrderedDict()
 _BUILT_MAX = 4  # objectives kept per worker process (tasks arrive grouped by objective)
 _EXTRACTED: dict[str, Path] = {}
 _LOCAL_DIGEST: dict[str, str | None] = {}
-_IMPORTED: set[str] = set()
 
 
 def compute_task(ctx: GridContext, task: ObjectiveTask | CellTask,
@@ -343,20 +343,8 @@ def _built_objective(ctx: GridContext, suite: Suite, settings: dict[str, Any], n
 
 
 def _import_plugins(plugins: tuple[tuple[str, str], ...]) -> None:
-    from optbench.optimizers.plugins import load_entry_points
-
     load_entry_points(strict=False)  # installed plugins (the driver reported any that fail)
-    for module, root in plugins:
-        if module in _IMPORTED or module in sys.modules:
-            _IMPORTED.add(module)
-            continue
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            if root and root not in sys.path:
-                sys.path.append(root)
-            importlib.import_module(module)
-        _IMPORTED.add(module)
+    import_modules(plugins)
 
 
 def _worker_suite(ctx: GridContext) -> Suite:
@@ -443,7 +431,6 @@ def run_plan(plan: RunPlan, out: Path, *, show_progress: bool = True, executor: 
     that fails before storing anything leaves neither ``run.json`` nor the lock behind.
     Raises :class:`CellsFailed` at the end if some cells failed. ``echo`` is told notes
     (a stale lock taken over)."""
-    from optbench.runner.provenance import provenance
 
     executor = executor or InProcessExecutor()
     validate_plan(plan)

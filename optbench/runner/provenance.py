@@ -17,7 +17,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from optbench.suites.spec import PER_OBJECTIVE, Suite
+from optbench.runner.tuning import tuning_suite
+from optbench.suites.spec import PER_OBJECTIVE, Suite, load_suite
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the directory holding the optbench package
 
@@ -81,9 +82,6 @@ def suite_hash(suite: Suite) -> str:
 def suite_of_run(run_info: dict[str, Any]) -> Suite:
     """The suite a stored run was made from, as it is now (a ``NAME-tuning`` run: the sweep
     that ``optbench tune`` derives from suite ``NAME``)."""
-    from optbench.runner.tuning import tuning_suite
-    from optbench.suites.spec import load_suite
-
     where = Path(run_info["provenance"]["suite_directory"])
     suite = load_suite(str(where if where.is_absolute() else PACKAGE_ROOT / where))
     if run_info["config"]["suite"] == f"{suite.name}-tuning" and suite.tuning is not None:

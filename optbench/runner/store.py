@@ -30,12 +30,14 @@ import platform
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
 from optbench import backends
-from optbench.optimizers.base import Trace
+
+if TYPE_CHECKING:  # the store only reads a trace's fields; reading a run must not import the optimizers
+    from optbench.runner.drive import Trace
 
 FORMAT_VERSION = 1
 

@@ -21,6 +21,8 @@ from typing import Any, Callable
 
 import torch
 
+from optbench.agents.models import check_model_based_params
+from optbench.agents.package import PackageError, load_package
 from optbench.objectives.analytic import PROFILES, AnalyticQ, KnownOptimum, solve_optimum
 from optbench.objectives.policy_objective import PolicyObjective
 from optbench.objectives.q_functions import QEnsemble
@@ -208,8 +210,6 @@ def build_random_network(entry: ObjectiveEntry, suite: Suite, settings: dict[str
 def _package_of(entry: ObjectiveEntry, suite: Suite, settings: dict[str, Any], model_based: bool = False):
     """The verified package of a package objective, checked to serve the run's settings
     (its split holds enough states; a model-based objective's package has the models)."""
-    from optbench.agents.package import PackageError, load_package
-
     f = fields_of(entry)
     path = suite.directory / f["package"]
     if not (path / "package.json").is_file():
@@ -263,8 +263,6 @@ def _package_info(pkg, path: str) -> dict[str, Any]:
 
 def _model_param(name: str) -> FieldCheck:
     """A model-based objective's ``horizon``/``lam``/``value_samples``, checked by the models' own rule."""
-    from optbench.agents.models import check_model_based_params
-
     def check(v: Any) -> Any:
         check_model_based_params(**{"horizon": 0, "lam": 0.0, "value_samples": 1, name: v})
         return v

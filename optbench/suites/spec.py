@@ -34,10 +34,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from optbench.optimizers.base import OptimizerError, format_spec, parse_spec
+from optbench.spec_syntax import OptimizerError, format_spec, parse_spec
 
 
 PER_OBJECTIVE = "per-objective"  # marks an optimizer context value given per objective
+TABLE_NAMES = ("r1", "r2", "r5", "r7", "headroom", "transfer")
+"""The paper-question tables a suite may ask for (``tables = [...]``); drawn by
+:data:`optbench.reporting.paper_tables.PAPER_TABLES` (a test keeps the two equal; the suites
+name tables, they do not import the report)."""
 
 
 class SuiteError(ValueError):
@@ -257,10 +261,8 @@ def parse_suite(raw: dict[str, Any], path: Path) -> Suite:
     if len(set(labels)) != len(labels):
         raise fail(f"optimizer labels must be unique, got {labels}")
     tables = raw.get("tables", [])
-    from optbench.reporting.paper_tables import PAPER_TABLES
-
-    if not isinstance(tables, list) or not all(isinstance(t, str) and t in PAPER_TABLES for t in tables):
-        raise fail(f"'tables' must be a list of table names from {sorted(PAPER_TABLES)}")
+    if not isinstance(tables, list) or not all(isinstance(t, str) and t in TABLE_NAMES for t in tables):
+        raise fail(f"'tables' must be a list of table names from {sorted(TABLE_NAMES)}")
     return Suite(raw["name"], str(raw.get("description", "")), path.parent, tuple(objectives), tuple(optimizers),
                  settings, quick, tuple(tables), parse_tuning(raw.get("tuning"), fail))
 

@@ -10,8 +10,8 @@ For each chosen snapshot ``OUT/snapshots/step-NNNNNNNN.safetensors`` of a run:
 2. the agent's own optimizer runs at the budget it was trained with, as a suite cell runs it
    (``run_optimizer``): ``direct`` for one iteration (one forward pass), ``iterative`` for its
    training iterations, once per optimizer seed;
-3. its final estimates go to :func:`optbench.metrics.gap.amortization_gap`, the protocol of
-   ``optbench report`` (Adam from each estimate, lr 5e-3, 100 steps, 10 samples by default;
+3. its final estimates go to :func:`optbench.runner.experiments.amortization_gap`, the protocol of
+   ``optbench analyze`` (Adam from each estimate, lr 5e-3, 100 steps, 10 samples by default;
    per-state gap averaged over optimizer seeds; mean over states with a bootstrap interval
    over states).
 
@@ -29,9 +29,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
+from optbench.agents.checkpoint import CheckpointError, load_checkpoint
+from optbench.agents.package import export_package, load_package
+from optbench.agents.trainer import SNAPSHOT_DIR
 from optbench.metrics.gap import GAP_LR, GAP_SAMPLES, GAP_STEPS
 from optbench.metrics.learning_curves import CurvesError, label_of
+from optbench.optimizers.base import make_optimizer
+from optbench.runner.drive import run_optimizer
+from optbench.runner.experiments import amortization_gap
+from optbench.runner.store import atomic_write_json
 
 FORMAT = "optbench-gap-over-training"
 VERSION = 1
@@ -44,8 +52,6 @@ _SNAPSHOT = re.compile(r"step-(\d+)\.safetensors$")
 
 def snapshots(run_dir: str | Path) -> dict[int, Path]:
     """The run's snapshots by training step."""
-    from optbench.agents.trainer import SNAPSHOT_DIR
-
     root = Path(run_dir).expanduser()
     out = {}
     for p in sorted((root / SNAPSHOT_DIR).glob("step-*.safetensors")):
@@ -78,13 +84,6 @@ def protocol(*, states: int = STATES, score_samples: int = SCORE_SAMPLES, score_
 
 def snapshot_gap(snapshot: str | Path, proto: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
     """The amortization gap of one snapshot's optimizer at its trained budget (module docstring)."""
-    import torch
-
-    from optbench.agents.checkpoint import load_checkpoint
-    from optbench.agents.package import export_package, load_package
-    from optbench.metrics.gap import amortization_gap
-    from optbench.optimizers.base import make_optimizer, run_optimizer
-
     _, meta = load_checkpoint(snapshot, with_tensors=False)
     cfg = meta["config"]
     step = int(meta["step"])
@@ -127,9 +126,6 @@ def gap_over_training(run_dir: str | Path, steps: list[int] | None, out_dir: str
                       device: str = "cpu", command: str = "", log: Callable[[str], None] = lambda m: None) -> Path:
     """Measure :func:`snapshot_gap` at ``steps`` (``None``: every snapshot) of a run and write
     the document to :func:`gap_out_path` after every step; returns its path."""
-    from optbench.agents.checkpoint import CheckpointError, load_checkpoint
-    from optbench.runner.store import atomic_write_json
-
     root = Path(run_dir).expanduser()
     snaps = snapshots(root)
     if not snaps:
