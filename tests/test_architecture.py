@@ -16,16 +16,18 @@ PACKAGE = ROOT / "optbench"
 # optbench/, or a single module named in full. The same graph is drawn in docs/architecture.md.
 ALLOWED: dict[str, set[str]] = {
     "optbench.spec_syntax": set(),
+    "optbench.locks": set(),  # one writer per directory (standard library only)
     "backends": set(),
     "objectives": {"backends"},
     "optimizers": {"objectives", "backends", "optbench.spec_syntax"},
-    "agents": {"optimizers", "objectives", "backends", "optbench.spec_syntax", "optbench"},
+    "agents": {"optimizers", "objectives", "backends", "optbench.spec_syntax", "optbench", "optbench.locks"},
     "suites": {"agents", "optimizers", "objectives", "backends", "optbench.spec_syntax",
                "optbench.runner.store"},  # adhoc.py names ad-hoc suites with the store's slug and config hash
     # metrics compute numbers from stored data; they read training runs (checkpoint metadata, the
     # trainer's file layout) but never build an objective or run an optimizer
     "metrics": {"optbench.agents.checkpoint", "optbench.agents.trainer"},
-    "runner": {"suites", "agents", "optimizers", "objectives", "backends", "metrics", "optbench.spec_syntax"},
+    "runner": {"suites", "agents", "optimizers", "objectives", "backends", "metrics", "optbench.spec_syntax",
+               "optbench.locks"},
     # reporting reads the store (and the training-run metrics), draws and tabulates
     "reporting": {"metrics", "optbench.spec_syntax", "optbench.runner.store", "optbench.runner.stored"},
     "cli": {"*"},

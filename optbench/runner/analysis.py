@@ -35,7 +35,7 @@ from optbench.runner.drive import run_optimizer
 from optbench.metrics.exploitation import RolloutUnavailable
 from optbench.runner.experiments import (amortization_gap, choose_dims, choose_state, exploitation_stats, grid_limits,
                                          landscape_grid, random_starts, record_trajectory, rollout_check, run_replicas)
-from optbench.runner.grid import _exclusive
+from optbench.locks import DirectoryLock
 from optbench.runner.store import atomic_write_json, compact
 from optbench.runner.stored import ANALYSES, RunData, analysis_path, expected_units, load_run, read_analysis
 from optbench.suites.sources import BuiltObjective, build_objective, resolve_context
@@ -396,7 +396,7 @@ def analyze_run(run_dir: str | Path, opts: AnalysisOptions | None = None,
     if opts.landscape_dims is not None and len(set(opts.landscape_dims)) != 2:
         raise AnalysisError(f"--landscape-dims must be two different action dimensions, got {opts.landscape_dims}")
     rebuilt = rebuild_run(run, opts.suite_dir, opts.device)
-    with _exclusive(run.store.root):
+    with DirectoryLock(run.store.root, "run directory"):  # one writer: a run, or this analysis
         for i, unit in enumerate(pending, 1):
             log(f"[{i}/{len(pending)}] {unit.describe()}")
             with torch.inference_mode(False):
