@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         result["machine_cells"] = machine()
         print("cell costs ...", file=sys.stderr, flush=True)
         result["cells"] = cells_part(args.suite, args.states, fixed_costs(result.get("commands"), result.get("startup")))
-        result["cells"]["quick"] = args.quick
+        result["cells"]["quick"] = args.quick or args.states is not None  # not the suite's run: a smoke run
         result["machine_cells"]["loadavg_end"] = list(os.getloadavg())
     if "machine" not in result:
         result["machine"] = result["machine_cells"]
