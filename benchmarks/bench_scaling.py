@@ -80,7 +80,7 @@ from optbench.runner.grid import RunPlan, plan_run
 from optbench.suites.sources import BuiltObjective, build_objective, resolve_context
 from optbench.suites.spec import load_suite
 
-from bench_common import CLOCKS, ObjectiveTimer, interleaved, machine
+from bench_common import CLOCKS, ObjectiveTimer, gemm_fns, interleaved, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("objective", "optimizers", "scaling")  # (a), (c), (b): the order they run in
@@ -146,11 +146,9 @@ def objective_part(quick: bool, chunks: list[int], compile_: bool, clock: str) -
     settings = {"states": 100, "score_samples": suite.settings.get("score_samples", 256),
                 "score_seed": suite.settings.get("score_seed", 12345), "device": "cpu"}
     n = 1024 if quick else 2048
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    b_t, zero = b.t().contiguous(), torch.zeros(n)
+    gemm = {f"matmul {k}": fn for k, fn in gemm_fns(n).items()}
     rows = []
-    b_packed = torch.ops.mkldnn._reorder_linear_weight(b_t, None) if onednn._packing() else b_t
-    rates = {"mkl": 0.0, "onednn": 0.0, "onednn packed": 0.0}
+    rates = {k.removeprefix("matmul "): 0.0 for k in gemm}
     for entry in suite.objectives:
         base = build_objective(entry, suite, settings).objective
         E, fpp = base.q.ensemble_size, base.q.flops_per_pair()
@@ -179,9 +177,7 @@ def objective_part(quick: bool, chunks: list[int], compile_: bool, clock: str) -
                     del fns[name]
             first = next(iter(ref.values()))
             same = {name: all(torch.equal(x, y) for x, y in zip(_tensors(r), _tensors(first))) for name, r in ref.items()}
-            fns["matmul mkl"] = lambda: torch.mm(a, b)
-            fns["matmul onednn"] = lambda: torch.ops.mkldnn._linear_pointwise(a, b_t, zero, "none", [], "")
-            fns["matmul onednn packed"] = lambda: torch.ops.mkldnn._linear_pointwise(a, b_packed, zero, "none", [], "")
+            fns.update(gemm)
             t = interleaved(fns, rounds=3 if quick else 9, min_time=0.1 if quick else 0.2, clock=clock)
             for kernel in rates:
                 rates[kernel] = max(rates[kernel], 2 * n**3 / t.pop(f"matmul {kernel}")["best"] / 1e9)

@@ -10,7 +10,11 @@ start and end of the measurement). Sources:
   and CEM; (b) the default ``mujoco-states`` run's wall clock against states and cores;
 * ``sac_vs_sb3.json`` (``bench_sac_vs_sb3.py``): SAC updates/s and training steps/s against
   Stable-Baselines3, and returns;
-* ``core.json`` (``bench_core.py``): batched ``cmaes`` against the ``pycma`` wrapper.
+* ``core.json`` (``bench_core.py``): batched ``cmaes`` against the ``pycma`` wrapper, evosax's
+  vmapped strategies and nevergrad's CMA (own work per iteration, final J);
+* ``commands.json`` (``bench_commands.py``): the commands a newcomer runs, as whole processes,
+  against their targets, with peak memory and the machine's GEMM rate; and the estimate of the
+  default and ``--all`` runs from every cell's CPU time.
 
 A source is **missing** when its file or part is absent; **stale** when the code it measured
 (the library and suite paths listed in :data:`SOURCES`) has changed since: by the git commit
@@ -90,6 +94,11 @@ SOURCES = {
     "cma": Source("core (b)", "core.json", "cma", lambda doc: doc.get("machine", {}),
                   ("optbench/objectives", *KERNELS, "optbench/optimizers/cmaes.py", "optbench/optimizers/library.py"),
                   "python benchmarks/bench_core.py --threads 1"),
+    "commands": Source("commands", "commands.json", "commands",
+                       lambda doc: {**doc.get("machine", {}), "gemm": doc.get("gemm_before")}, ("optbench", "suites"),
+                       "python benchmarks/bench_commands.py"),
+    "cells": Source("commands (d)", "commands.json", "cells", lambda doc: doc.get("machine_cells", {}),
+                    ("optbench", "suites/mujoco-states"), "python benchmarks/bench_commands.py --part cells --update"),
 }
 
 
@@ -178,8 +187,9 @@ def describe(src: Source) -> str:
     load_s = (f", load {load[0]:.1f}" + (f"→{end[0]:.1f}" if end else "")) if load else ""
     threads = m.get("torch_threads", "?")
     state = "" if src.status == "ok" else f" · {src.status.upper()}"
+    gemm = f", fp32 GEMM {m['gemm']['gflops']:.0f} GFLOP/s/core" if m.get("gemm") else ""
     return (f"{src.key} · {when} · {m.get('cpu', '?')}, {m.get('cores', '?')} cores, "
-            f"{threads} torch thread{'' if threads == 1 else 's'}{load_s}, torch {m.get('torch', '?')}{state}")
+            f"{threads} torch thread{'' if threads == 1 else 's'}{load_s}{gemm}, torch {m.get('torch', '?')}{state}")
 
 
 # ---------------------------------------------------------------------------------- rows
@@ -301,8 +311,59 @@ def rows_cma(d: dict) -> list[Row]:
     evaluate Q batched over the states, so the ratio shrinks as Q gets faster) and the work
     outside Q evaluations, where the two differ. Reported, no target."""
     own = f"; own work {d['overhead_ratio_vs_pycma']:.0f}× less" if "overhead_ratio_vs_pycma" in d else ""
-    return [("", f"batched `cmaes` vs `pycma` wrapper, B = {d['states']}, {d['iterations']} iterations, equal final J",
+    rows = [("", f"batched `cmaes` vs `pycma` wrapper, B = {d['states']}, {d['iterations']} iterations, equal final J",
              f"{d['speedup_vs_pycma']:.1f}× faster{own}", "report", "—")]
+    for key, name in PEERS:
+        if key not in d:
+            continue
+        ours, theirs, diff = d["cmaes"], d[key], d[f"diff_cmaes_minus_{key}"]
+        equal = "equal" if diff.get("equal_within_2se") else "NOT equal"
+        rows.append(("", f"batched `cmaes` ÷ {name}: own work per iteration outside Q evaluations (< 1: ours "
+                         f"does less), B = {d['states']}, "
+                         f"pop {d['popsize']}, {d['iterations']} iterations, {theirs['runs']} seed(s)",
+                     f"{d[f'overhead_ours_over_theirs_{key}']:.3g}× ({ours['overhead_ms_per_iteration']:.2f} vs "
+                     f"{theirs['overhead_ms_per_iteration']:.2f} ms/it); final J {equal} (J(cmaes) − J = "
+                     f"{diff['mean']:+.4f} ± {diff['stderr_of_mean']:.4f})", "report", "—"))
+    return rows
+
+
+PEERS = [("evosax_cma_es", "evosax CMA_ES (vmap, jit)"), ("evosax_sep_cma_es", "evosax Sep_CMA_ES (vmap, jit)"),
+         ("evosax_snes", "evosax SNES (vmap, jit)"), ("nevergrad_cma", "nevergrad CMA (per state)")]
+COMMAND_TARGETS = {"main": "≤ 5 min", "quick": "≤ 30 s", "synthetic": "≤ 45 s"}
+
+
+def rows_commands(d: dict, doc: dict) -> list[Row]:
+    """The newcomer's commands as whole processes against their targets, with peak memory."""
+    rows = []
+    for key, r in d["rows"].items():
+        target = COMMAND_TARGETS.get(key, "")
+        mem = f"peak RSS {r['peak_rss_mb_median']:.0f} MB largest process"
+        if r.get("peak_tree_pss_mb_median") is not None:
+            mem += f", {r['peak_tree_pss_mb_median']:.0f} MB all processes (PSS)"
+        if key == "states_1000":
+            rows.append(("6", f"`{r['command']}`: 1000 states per objective", f"{mem} ({r['wall_s_median']:.0f} s)",
+                         "report", "—"))
+            continue
+        verdict = "met" if r["wall_s_median"] <= r["target_s"] else "missed"
+        rows.append(("6", f"`{r['command']}`, fresh process, default settings, {r['repeats']} run(s)",
+                     f"{r['wall_s_median']:.1f} s median (min {r['wall_s_min']:.1f}); {mem}", target, verdict))
+    s = doc.get("startup")
+    if s:
+        rows.append(("6", f"worker start-up, once per run ({s['workers']} workers)", f"{s['seconds_median']:.2f} s",
+                     "report", "—"))
+    return rows
+
+
+def rows_cells(d: dict) -> list[Row]:
+    """The default and --all runs estimated from every cell's CPU time (grounds the default selection)."""
+    rows = []
+    for sel, e in d["estimates"].items():
+        est = f"; with fixed costs {e['estimate_s']:.0f} s" if "estimate_s" in e else ""
+        rows.append(("6", f"{d['suite']} {'default selection' if sel == 'default' else '--all'}: {e['cells']} cells "
+                          f"on {e['workers']} workers, estimated from cell CPU times",
+                     f"{e['cpu_s']:.0f} s CPU, makespan {e['makespan_s']:.0f} s{est}",
+                     "≤ 5 min" if sel == "default" else "report", "—"))
+    return rows
 
 
 PLACEHOLDER = {"objective": ("1", "objective evaluation vs the Q-network FLOP floor, suite call shapes", FLOOR_TARGET),
@@ -311,13 +372,17 @@ PLACEHOLDER = {"objective": ("1", "objective evaluation vs the Q-network FLOP fl
                "scaling": ("4", "full default mujoco-states run vs states and cores", "≤ 10 min on 2 cores"),
                "sac_speed": ("5", "SAC updates/s vs SB3", "≥ 1.5×"),
                "sac_returns": ("5", "SAC return vs SB3", "within seed spread"),
-               "cma": ("", "batched cmaes vs pycma wrapper", "report")}
+               "cma": ("", "batched cmaes vs pycma wrapper, evosax, nevergrad", "report"),
+               "commands": ("6", "main command, --quick, synthetic as whole processes; peak memory",
+                            "≤ 5 min, ≤ 30 s, ≤ 45 s"),
+               "cells": ("6", "default and --all runs estimated from cell CPU times", "≤ 5 min")}
 
 
 ROWS: dict[str, Callable[[dict, dict], list[Row]]] = {
     "objective": lambda d, doc: rows_objective(d), "optimizers": lambda d, doc: rows_optimizers(d),
     "scaling": lambda d, doc: rows_scaling(d), "sac_speed": rows_sac_speed,
-    "sac_returns": lambda d, doc: rows_sac_returns(d), "cma": lambda d, doc: rows_cma(d)}
+    "sac_returns": lambda d, doc: rows_sac_returns(d), "cma": lambda d, doc: rows_cma(d),
+    "commands": rows_commands, "cells": lambda d, doc: rows_cells(d)}
 
 
 def table(sources: dict[str, Source]) -> list[tuple[Source, list[Row]]]:

@@ -195,12 +195,14 @@ def test_workers_unpack_the_shipped_suite_when_they_cannot_see_it(suite, tmp_pat
 
 def test_bad_executor_options_give_one_line_errors(capsys, tmp_path):
     base = ["run", "--suite", "synthetic", "--quick", "--no-plots", "--out", str(tmp_path / "r")]
-    assert main([*base, "--workers", "2"]) == 2
+    assert main([*base, "--executor", "inprocess", "--workers", "2"]) == 2
     assert "--workers and --address need --executor processes or ray" in capsys.readouterr().err
     assert main([*base, "--executor", "processes", "--workers", "0"]) == 2
     assert "--workers must be >= 1" in capsys.readouterr().err
     assert main([*base, "--executor", "processes", "--address", "auto"]) == 2
     assert "--address needs --executor ray" in capsys.readouterr().err
+    assert main([*base, "--workers", "0"]) == 2  # the default (auto) executor checks it too
+    assert "--workers must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "r" / "cells").exists()
     with pytest.raises(ExecutorError):
         make_executor("dask")
@@ -217,3 +219,82 @@ def test_train_grid_trains_every_task_and_seed(tmp_path, capsys):
                                                                          ("InvertedPendulum-v5", 1, 200)]
     assert (out / "InvertedPendulum-v5-direct-s1" / "checkpoint.safetensors").is_file()
     assert main(["train-grid", "--tasks", "NoSuchTask-v9", "--out", str(out), *tiny]) == 2
+
+
+SMALL = """
+name = "executor-default-test"
+optimizers = ["adam(lr=0.05)", "cem(population=20,elites=4)", "cmaes"]
+
+[settings]
+states = 4
+iterations = 6
+seeds = [0, 1]
+score_samples = 64
+score_at = "all"
+
+[[objectives]]
+name = "quadratic"
+source = "analytic"
+profile = "quadratic"
+state_dim = 11
+action_dim = 3
+alpha = 0.05
+
+[[objectives]]
+name = "randnet"
+source = "random-network"
+state_dim = 11
+action_dim = 3
+alpha = 0.05
+output_scale = 20.0
+seed = 1
+"""
+
+
+def test_default_executor_uses_every_core_and_stores_the_inprocess_bits(tmp_path):
+    """`optbench run` without --executor: one 1-thread worker per usable core, and every stored
+    cell and objective record equal, bit for bit (wall-clock fields aside), to `--executor inprocess`'s."""
+    from optbench.cli import build_parser
+    from optbench.cli.run_commands import executor_from_args
+    from optbench.runner.executors import usable_cores
+
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "suite.toml").write_text(SMALL)
+    base = ["run", "--suite", str(tmp_path / "suite"), "--no-plots"]
+    with executor_from_args(build_parser().parse_args(base)) as ex:
+        if usable_cores() >= 2:
+            assert isinstance(ex, ProcessExecutor) and (ex.workers, ex.threads) == (usable_cores(), 1)
+        else:
+            assert isinstance(ex, InProcessExecutor)
+    assert main([*base, "--out", str(tmp_path / "default")]) == 0
+    assert main([*base, "--executor", "inprocess", "--out", str(tmp_path / "inprocess")]) == 0
+    default, inprocess = stored(tmp_path / "default"), stored(tmp_path / "inprocess")
+    assert len(default[0]) == 12 and len(default[1]) == 2
+    assert default == inprocess
+
+
+def test_default_executor_spawns_no_worker_on_one_core():
+    """With one usable core (or a GPU device), `auto` computes in this process."""
+    before = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(before)})
+        assert isinstance(make_executor("auto"), InProcessExecutor)
+    finally:
+        os.sched_setaffinity(0, before)
+    assert isinstance(make_executor("auto", device="cuda"), InProcessExecutor)
+    assert isinstance(make_executor("auto", workers=1), InProcessExecutor)
+    assert isinstance(make_executor("auto", workers=2), ProcessExecutor)
+
+
+def _worker_pid(context, task, on_iteration):
+    return os.getpid()
+
+
+def test_the_pool_starts_once_per_run_with_no_more_workers_than_tasks():
+    """Workers' start-up is paid once per run: every task of a run lands on the same few
+    processes, and a run with fewer tasks than cores starts fewer workers."""
+    with ProcessExecutor(2, threads=1) as ex:
+        pids = dict(ex.run(_worker_pid, None, list(range(12))))
+        assert len(pids) == 12 and 1 <= len(set(pids.values())) <= 2 and os.getpid() not in pids.values()
+        assert len(set(dict(ex.run(_worker_pid, None, [0])).values())) == 1
+        assert list(ex.run(_worker_pid, None, [])) == []

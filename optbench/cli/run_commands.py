@@ -58,12 +58,13 @@ def _split_specs(text: str) -> list[str]:
     return out
 
 
-# Why the default is one thread: benchmarks/bench_scaling.py part (b) (README's benchmark table)
-# times the default mujoco-states run on an idle 2-core machine with one torch thread, with
-# torch's default of two (slower), and in two 1-thread worker processes (about half the time).
-# The optimizers' tensors are too small for intra-op threads to pay.
-THREADS_HELP = ("torch CPU threads per process (default 1; more rarely pays at these sizes: use --executor "
-                "processes to use more cores)")
+# Why the default is one thread per process and one process per core: benchmarks/bench_scaling.py
+# part (b) (README's benchmark table) times the default mujoco-states run on an idle 2-core machine
+# with one torch thread, with torch's default of two (slower), and in two 1-thread worker processes
+# (about half the time). The optimizers' tensors are too small for intra-op threads to pay; whole
+# cells, computed side by side, do.
+THREADS_HELP = ("torch CPU threads per process (default 1; more rarely pays at these sizes: the default executor "
+                "already runs one worker per core)")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -74,7 +75,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "directories, run with the default optimizer set (the suite written is RUN/suite/suite.toml)")
     p.add_argument("--plugin", action="append", default=[], help="a module (name or .py path) that registers "
                    "optimizers with @optbench.optimizers.register; repeatable (see docs/bring-your-own.md)")
-    p.add_argument("--optimizers", type=_split_specs, help="comma-separated suite labels or optimizer specs")
+    p.add_argument("--optimizers", type=_split_specs, help="comma-separated suite labels or optimizer specs "
+                   "(default: the suite's [default] selection, else all of its optimizers)")
+    p.add_argument("--all", action="store_true", help="every optimizer of the suite, not only its [default] selection")
     p.add_argument("--iterations", type=int, help="iteration budget (>= 1) for every optimizer (overrides the suite)")
     p.add_argument("--seeds", type=_int_list, help="seeds, e.g. 0,1,2 or 0..9")
     p.add_argument("--states", type=int, help="number of states per objective")
@@ -83,7 +86,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="small budget from the suite's [quick] table (smoke runs)")
     p.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
     p.add_argument("--no-plots", action="store_true", help="skip writing the PNG plots")
-    add_executor_options(p, what="cells")
+    add_executor_options(p, what="cells", auto=True)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("tune", help="sweep a suite's [tuning] grids on held-out states and choose settings",
@@ -99,7 +102,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "Q-evaluations), anytime:iterations, anytime:flops, or budget:N (normalized J at iteration N)")
     p.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
-    add_executor_options(p, what="cells")
+    add_executor_options(p, what="cells", auto=True)
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("list", help="list suites and optimizers")
@@ -112,14 +115,26 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_show)
 
 
-def add_executor_options(p: argparse.ArgumentParser, what: str) -> None:
-    """``--executor/--workers/--address`` (shared by ``run`` and ``train-grid``)."""
+def add_executor_options(p: argparse.ArgumentParser, what: str, auto: bool = False) -> None:
+    """``--executor/--workers/--address`` (shared by ``run``, ``tune`` and ``train-grid``).
+
+    ``auto``: offer the ``auto`` executor and make it the default (``run`` and ``tune``, whose
+    cells are independent and small enough that one 1-thread worker per core is the fastest
+    measured setting); otherwise the default stays ``inprocess``.
+    """
     g = p.add_argument_group("executor", f"where the {what} are computed (see docs/ray.md)")
-    g.add_argument("--executor", choices=["inprocess", "processes", "ray"], default="inprocess",
-                   help="inprocess (default): one after another in this process; processes: a pool of local "
-                        "processes; ray: Ray tasks on a local or existing cluster")
-    g.add_argument("--workers", type=int, help=f"processes: pool size (default: one per core); ray: {what} in flight "
-                   "at once, and the size of a local cluster started for the run (default: all cores)")
+    if auto:
+        choices, default = ["auto", "inprocess", "processes", "ray"], "auto"
+        first = ("auto (default): one 1-thread worker process per usable core, in this process on a 1-core "
+                 "machine or a GPU; inprocess: one after another in this process (for debugging; the same "
+                 "results, bit for bit)")
+    else:
+        choices, default = ["inprocess", "processes", "ray"], "inprocess"
+        first = "inprocess (default): one after another in this process"
+    g.add_argument("--executor", choices=choices, default=default,
+                   help=f"{first}; processes: a pool of local processes; ray: Ray tasks on a local or existing cluster")
+    g.add_argument("--workers", type=int, help=f"auto, processes: pool size (default: one per usable core); ray: "
+                   f"{what} in flight at once, and the size of a local cluster started for the run (default: all cores)")
     g.add_argument("--address", help="ray: address of an existing cluster (e.g. auto, 10.0.0.1:6379, "
                    "ray://head:10001); default: $RAY_ADDRESS, else a local cluster")
 
@@ -179,7 +194,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         suite = load_suite(str(directory.resolve()))
     else:
         suite = load_suite(args.suite)
-    plan = plan_run(suite, optimizers=args.optimizers, iterations=args.iterations, seeds=args.seeds,
+    if args.all and args.optimizers:
+        raise UserError("give --all (every optimizer of the suite) or --optimizers, not both")
+    optimizers = args.optimizers
+    if optimizers is None and not args.all and suite.default:
+        optimizers = list(suite.default)
+        console.print(f"{suite.name}: its default selection, {len(optimizers)} of {len(suite.optimizers)} optimizers "
+                      "(suite.toml [default]); --all runs every one", highlight=False)
+    plan = plan_run(suite, optimizers=optimizers, iterations=args.iterations, seeds=args.seeds,
                     states=args.states, quick=args.quick, device=args.device)
     out = out or plan.default_out()
     tic = time.perf_counter()

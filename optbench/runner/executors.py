@@ -7,12 +7,18 @@ processes) or stored once in Ray's object store, never once per task. The execut
 the tasks and yields ``(index, result)`` as they finish; the **caller (the driver) alone
 writes results** — workers return data and write nothing to the results store.
 
-* :class:`InProcessExecutor` (default): one task after another in the calling process,
-  with per-iteration progress (``on_iteration``).
+* :class:`InProcessExecutor`: one task after another in the calling process, with
+  per-iteration progress (``on_iteration``); for debugging, and what ``auto`` picks where
+  workers cannot pay (one usable core, a GPU device).
 * :class:`ProcessExecutor`: a pool of ``spawn``-started local processes, each with its own
-  torch thread count (1 by default). A worker that dies breaks the pool
-  (``BrokenProcessPool``): the pool is rebuilt and the tasks that had not delivered a result
-  are resubmitted, at most ``retries`` times each.
+  torch thread count (1 by default), started once per :meth:`~Executor.run` (one run of
+  ``optbench run``/``tune``) and reused for all its tasks; never more workers than tasks.
+  A worker that dies breaks the pool (``BrokenProcessPool``): the pool is rebuilt and the
+  tasks that had not delivered a result are resubmitted, at most ``retries`` times each.
+* ``auto`` (:func:`make_executor`; the default of ``optbench run`` and ``tune``): one
+  1-thread worker per usable core (:func:`usable_cores`), in-process on one core. Workers
+  receive the parent's back-end state (:func:`optbench.backends.apply`), so every process
+  computes the same bits as an in-process run.
 * :class:`RayExecutor`: Ray tasks on a local cluster or an existing one (``address``).
   A worker that dies is retried by Ray (``max_retries``); exceptions raised by the task
   itself (a bad setting, NaN from an optimizer) are not retried and reach the caller as
@@ -36,7 +42,7 @@ from typing import Any, Callable, Iterator, Sequence
 from optbench import backends
 
 TaskFn = Callable[[Any, Any, "Callable[[int], None] | None"], Any]
-EXECUTORS = ("inprocess", "processes", "ray")
+EXECUTORS = ("auto", "inprocess", "processes", "ray")
 
 
 class ExecutorError(RuntimeError):
@@ -146,26 +152,36 @@ def worker_device(device: str) -> str:
 
 
 # ---------------------------------------------------------------------------------- local processes
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS reports one, which a
+    container or ``taskset`` can make smaller than ``os.cpu_count()``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity API (macOS, Windows)
+        return os.cpu_count() or 1
+
+
 class ProcessExecutor(Executor):
-    """``workers`` spawned processes (default: one per core), ``threads`` torch threads each."""
+    """``workers`` spawned processes (default: one per usable core), ``threads`` torch threads each."""
 
     name = "processes"
 
     def __init__(self, workers: int | None = None, *, threads: int = 1, retries: int = 3):
         if workers is not None and workers < 1:
             raise ExecutorError(f"--workers must be >= 1, got {workers}")
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = workers or usable_cores()
         self.threads = threads
         self.retries = retries
 
     def describe(self) -> str:
         return f"processes ({self.workers} workers × {self.threads} thread{'s' * (self.threads > 1)})"
 
-    def _pool(self, context: Any):
+    def _pool(self, context: Any, size: int):
+        """A pool of ``size`` workers, each holding ``context`` and the parent's back-end state."""
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        return ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_pool_init,
+        return ProcessPoolExecutor(size, mp_context=mp.get_context("spawn"), initializer=_pool_init,
                                    initargs=(pickle.dumps(context), self.threads, list(sys.path), backends.state()))
 
     def run(self, fn, context, tasks, *, local_hook=None):
@@ -173,16 +189,17 @@ class ProcessExecutor(Executor):
         from concurrent.futures.process import BrokenProcessPool
 
         todo = deque(range(len(tasks)))
+        size = min(self.workers, len(tasks))  # a worker without a task would only pay its start-up
         attempts = [0] * len(tasks)
         in_flight: dict[Any, int] = {}
         pool = None
         finished = False
         try:
             while todo or in_flight:
-                if pool is None:
-                    pool = self._pool(context)
+                if pool is None:  # once per run (again only after a worker died)
+                    pool = self._pool(context, size)
                 broken = False
-                while todo and len(in_flight) < self.workers + 1:
+                while todo and len(in_flight) < size + 1:
                     try:
                         fut = pool.submit(_pool_call, fn, tasks[todo[0]])
                     except BrokenProcessPool:  # a worker died since the last wait; the task never started
@@ -340,11 +357,25 @@ def _describe(task: Any) -> str:
 def make_executor(kind: str = "inprocess", *, workers: int | None = None, address: str | None = None,
                   threads: int | None = None, device: str = "cpu", gpus_per_task: float | None = None,
                   retries: int = 3) -> Executor:
-    """Build an executor by name (``inprocess``, ``processes``, ``ray``).
+    """Build an executor by name (``auto``, ``inprocess``, ``processes``, ``ray``).
 
     ``threads``: torch threads per worker (default 1 for worker pools). ``gpus_per_task``
     (Ray): GPUs reserved by each task, default 1 when ``device`` is CUDA, else 0.
+    ``auto``: local processes, ``workers`` of them (default: usable cores ÷ ``threads``), each
+    with ``threads`` threads; in-process when that leaves one worker or ``device`` is not the
+    CPU (processes would share the one device and pay their start-up for nothing).
     """
+    if kind == "auto":
+        if address is not None:
+            raise ExecutorError("--address needs --executor ray")
+        if threads is not None and threads < 1:
+            raise ExecutorError(f"--threads must be >= 1, got {threads}")
+        if workers is not None and workers < 1:
+            raise ExecutorError(f"--workers must be >= 1, got {workers}")
+        n = workers or max(1, usable_cores() // (threads or 1))
+        if n == 1 or device != "cpu":
+            return InProcessExecutor()
+        return ProcessExecutor(n, threads=threads or 1, retries=retries)
     if kind == "inprocess":
         if workers not in (None, 1) or address is not None:
             raise ExecutorError("--workers and --address need --executor processes or ray")

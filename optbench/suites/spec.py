@@ -17,6 +17,9 @@ A suite is a directory ``suites/NAME/`` holding ``suite.toml`` and any data it r
     [quick]               # overrides applied by --quick
     states = 8
 
+    [default]             # what `optbench run` runs without --optimizers or --all (default: all)
+    optimizers = ["cem-paper"]   # labels of the optimizers list
+
     [[objectives]]
     name = "quadratic-a3"
     source = "analytic"   # a key of optbench.suites.sources.SOURCES
@@ -184,6 +187,9 @@ class Suite:
     quick: dict[str, Any] = field(default_factory=dict)
     tables: tuple[str, ...] = ()
     tuning: Tuning | None = None
+    #: labels `optbench run` runs by default (``[default].optimizers``; empty: every optimizer),
+    #: so that the default run keeps its time budget as the suite grows; ``--all`` runs every one
+    default: tuple[str, ...] = ()
 
 
 def suite_search_path() -> list[Path]:
@@ -229,7 +235,7 @@ def parse_suite(raw: dict[str, Any], path: Path) -> Suite:
     def fail(msg: str) -> SuiteError:
         return SuiteError(f"malformed suite file {path}: {msg}")
 
-    known_top = {"name", "description", "optimizers", "settings", "quick", "objectives", "tables", "tuning"}
+    known_top = {"name", "description", "optimizers", "settings", "quick", "objectives", "tables", "tuning", "default"}
     unknown = set(raw) - known_top
     if unknown:
         raise fail(f"unknown top-level field(s) {sorted(unknown)}; allowed: {sorted(known_top)}")
@@ -264,7 +270,25 @@ def parse_suite(raw: dict[str, Any], path: Path) -> Suite:
     if not isinstance(tables, list) or not all(isinstance(t, str) and t in TABLE_NAMES for t in tables):
         raise fail(f"'tables' must be a list of table names from {sorted(TABLE_NAMES)}")
     return Suite(raw["name"], str(raw.get("description", "")), path.parent, tuple(objectives), tuple(optimizers),
-                 settings, quick, tuple(tables), parse_tuning(raw.get("tuning"), fail))
+                 settings, quick, tuple(tables), parse_tuning(raw.get("tuning"), fail),
+                 _default_selection(raw.get("default"), labels, fail))
+
+
+def _default_selection(raw: Any, labels: list[str], fail) -> tuple[str, ...]:
+    """``[default].optimizers``: labels of the suite's optimizers that a plain ``optbench run`` runs."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or set(raw) != {"optimizers"}:
+        raise fail("[default] must be a table with one field, 'optimizers' (a list of optimizer labels)")
+    chosen = raw["optimizers"]
+    if not isinstance(chosen, list) or not chosen or not all(isinstance(x, str) for x in chosen):
+        raise fail("[default].optimizers must be a non-empty list of optimizer labels")
+    unknown = [x for x in chosen if x not in labels]
+    if unknown:
+        raise fail(f"[default].optimizers names unknown label(s) {unknown}; labels: {labels}")
+    if len(set(chosen)) != len(chosen):
+        raise fail("[default].optimizers lists a label twice")
+    return tuple(chosen)
 
 
 def _settings(raw: Any, where: str, fail) -> dict[str, Any]:
