@@ -157,7 +157,8 @@ def simulate(costs: list[tuple[str, float]], build: dict[str, float], workers: i
 
 def cells_part(suite_name: str, states: int | None, fixed: dict | None) -> dict:
     """Every cell of the suite (all optimizers) in this process, timed by thread CPU time."""
-    from optbench.optimizers.base import make_optimizer, run_optimizer
+    from optbench.optimizers.base import make_optimizer
+    from optbench.runner.drive import run_optimizer
     from optbench.runner import grid
     from optbench.runner.executors import usable_cores
     from optbench.suites.sources import build_objective, resolve_context
