@@ -20,8 +20,7 @@ import torch
 from optbench.objectives.policy_objective import PolicyObjective
 from optbench.objectives.q_functions import QEnsemble
 from optbench.optimizers import make_optimizer
-from optbench.runner.drive import run_optimizer
-from optbench.optimizers.base import score_schedule
+from optbench.runner.drive import run_optimizer, score_schedule
 from optbench.runner.store import ResultsStore
 
 
