@@ -41,12 +41,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from optbench.agents.checkpoint import load_checkpoint
 from optbench.agents.envs import make_env
 from optbench.agents.evaluate import run_episodes
 from optbench.agents.models import DynamicsModel, RewardModel
+from optbench.fileio import save_safetensors_atomic, write_text_atomic
 from optbench.agents.networks import LOG_STD_MAX, LOG_STD_MIN, DirectActor, IterativeOptimizerNet
 from optbench.objectives.policy_objective import PolicyObjective
 from optbench.objectives.q_functions import QEnsemble
@@ -158,24 +158,35 @@ def f32_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def write_package(out_dir: str | Path, files: dict[str, dict[str, torch.Tensor]], doc: dict,
                   overwrite: bool = False) -> Path:
     """Write ``files`` (safetensors name -> tensors) and ``package.json`` (``doc`` plus the
-    files' checksums) into ``out_dir``, atomically: a ``.partial`` directory renamed into place."""
+    files' checksums) into ``out_dir``, atomically: a ``.partial`` directory renamed into place.
+
+    A failed write (full disk, Ctrl-C, ...) leaves no partial package, and a package being
+    replaced (``overwrite``) stays whole until the new one is complete (it is moved aside to
+    ``.old`` for the moment of the swap and removed after); a ``.partial`` or ``.old`` directory
+    left by a killed export is removed by the next one."""
+    out = Path(out_dir).expanduser()
+    tmp, old = out.with_name(out.name + ".partial"), out.with_name(out.name + ".old")
+    if old.is_dir() and not out.exists():  # killed in the middle of a swap: the old package is the one to keep
+        os.replace(old, out)
     out = check_out_dir(out_dir, overwrite)
-    tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         for name, tens in files.items():
-            save_file(tens, str(tmp / name))
-            os.chmod(tmp / name, 0o644)
+            save_safetensors_atomic(tmp / name, tens, mode=0o644)
         doc = {**doc, "files": {name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
                                 for name in files}}
-        (tmp / "package.json").write_text(json.dumps(seal_document(doc), indent=2) + "\n")
+        write_text_atomic(tmp / "package.json", json.dumps(seal_document(doc), indent=2) + "\n", mode=0o644)
         if out.exists():
-            shutil.rmtree(out)
+            os.replace(out, old)
         os.replace(tmp, out)
     except BaseException:  # a failed export (full disk, Ctrl-C, ...) leaves no partial package behind
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.is_dir() and not out.exists():
+            os.replace(old, out)
         raise
+    shutil.rmtree(old, ignore_errors=True)
     return out
 
 
