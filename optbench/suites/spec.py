@@ -215,7 +215,9 @@ def load_suite(name_or_path: str) -> Suite:
     """Find, parse and validate a suite definition."""
     path = find_suite(name_or_path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SuiteError(f"malformed suite file {path}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(f"malformed suite file {path}: {exc}") from None
     return parse_suite(raw, path)
