@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from optbench import backends
 from optbench.agents.checkpoint import (CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_latest_checkpoint,
                                         save_checkpoint)
 from optbench.agents.envs import ActionScaler, env_dims, make_env
@@ -59,6 +60,7 @@ from optbench.agents.evaluate import run_episodes
 from optbench.agents.replay import ReplayBuffer
 from optbench.agents.sac import SACAgent, SACConfig, UpdateStats
 from optbench.agents.training_log import TrainingLog, TrainingProgress
+from optbench.backends import onednn
 from optbench.fileio import remove_stale_temporaries, write_text_atomic
 from optbench.locks import DirectoryLock
 
@@ -232,6 +234,7 @@ class Trainer:
             else:  # written on another device: a fresh, reproducible CUDA stream
                 with torch.cuda.device(self.device):
                     torch.cuda.manual_seed((cfg.seed * 1_000_003 + int(meta["step"])) % 2**63)
+        self._same_backends(meta.get("backends"))
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = meta["rng_numpy"]
         self.step, self.episodes = int(meta["step"]), int(meta["episodes"])
@@ -243,6 +246,24 @@ class Trainer:
         self.ep_return, self.ep_length = 0.0, 0
         self.resumed_from = self.step
         self.last_checkpoint: int | None = self.step
+
+    def _same_backends(self, recorded: dict | None) -> None:
+        """Compute the matrix products as the run's earlier segments did (oneDNN's or torch's
+        kernels round differently): the command line's start-up probe (:func:`optbench.backends.enable`)
+        may choose otherwise on a busier machine, and a resumed run must continue exactly as
+        the uninterrupted one. Process-wide, like the probe's choice."""
+        if not recorded or "onednn" not in recorded:
+            return  # a checkpoint written before back-ends were recorded
+        want, have = recorded["onednn"] == "on", backends.state()["onednn"] == "on"
+        if want == have:
+            return
+        if want and not onednn.kernel_available():
+            self.echo("note: the checkpoint's earlier segments computed with oneDNN products, which this torch lacks; "
+                      "the resumed run rounds differently from an uninterrupted one")
+            return
+        backends.apply({"onednn": recorded["onednn"], "onednn_time_ratio": recorded.get("onednn_time_ratio")})
+        self.echo(f"note: oneDNN products {'on' if want else 'off'} as in the run's earlier segments (the start-up "
+                  "probe chose otherwise), so the resumed run computes the same numbers")
 
     # ------------------------------------------------------------------ checkpoint
     def _checkpoint_note(self) -> str:
@@ -268,6 +289,7 @@ class Trainer:
                         else self.env.unwrapped.np_random.bit_generator.state), "wall_time": self.wall_time,
             "eval_history": self.eval_history, "versions": versions(),
             "device": str(self.device),  # where this segment ran; for the record only (not part of the run)
+            "backends": backends.state(),  # how its products were computed: a resumed segment computes them alike
         }
         self.log.sync()  # the rows up to this step are on disk before the checkpoint that names it
         save_checkpoint(self.ckpt_path, tensors, meta, keep_previous=True)
