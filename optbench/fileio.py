@@ -113,5 +113,5 @@ def remove_stale_temporaries(directory: str | Path) -> list[Path]:
     return removed
 
 
-__all__ = ["fsync_directory", "write_temporary", "write_bytes_atomic", "write_text_atomic", "save_safetensors_atomic", "is_temporary",
-           "remove_stale_temporaries"]
+__all__ = ["fsync_directory", "write_temporary", "write_bytes_atomic", "write_text_atomic", "save_safetensors_atomic",
+           "is_temporary", "remove_stale_temporaries"]

@@ -117,7 +117,8 @@ def _scores(run: Path) -> dict[str, list]:
 @pytest.mark.parametrize("command", ["run", "tune"])
 def test_a_full_disk_stops_a_run_keeps_its_cells_and_resumes(tmp_path, capsys, small_disk, command):
     suite = _suite(tmp_path / "suite", SUITE if command == "run" else TUNE)
-    args = lambda out: [command, "--suite", str(suite), "--out", str(out), *(["--no-plots"] if command == "run" else [])]  # noqa: E731,E501
+    plots = ["--no-plots"] if command == "run" else []
+    args = lambda out: [command, "--suite", str(suite), "--out", str(out), *plots]  # noqa: E731
     assert main(args(tmp_path / "ref")) == 0
     reference = _scores(tmp_path / "ref")
     disk = small_disk()

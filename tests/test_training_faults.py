@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from optbench.agents.checkpoint import CheckpointError, corrupt_path, load_checkpoint, previous_path
+from optbench.agents.checkpoint import corrupt_path, load_checkpoint, previous_path
 from optbench.agents.sac import SACConfig
 from optbench.agents.trainer import Trainer, TrainingDiverged
 from optbench.agents.training_log import EPISODE_FIELDS, EVAL_FIELDS, LOG_FIELDS, CsvFile

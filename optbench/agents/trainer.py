@@ -20,9 +20,10 @@ of a run killed before its first checkpoint. A latest checkpoint that fails veri
 (truncated, bit-flipped) is replaced by the previous one, with a warning, never by a fresh
 start (:func:`optbench.agents.checkpoint.load_latest_checkpoint`). On resume, log rows and
 snapshots past the resumed step (written by the killed segment, which the resumed run
-computes again, identically) and temporary files of writes the kill interrupted are removed. Periodic checkpoints are written at the first
-episode end after every :func:`checkpoint_interval` steps, so a resumed run continues exactly
-as the uninterrupted run would have (same replay contents, RNG streams and environment RNG);
+computes again, identically) and temporary files of writes the kill interrupted are removed.
+Periodic checkpoints are written at the first episode end after every
+:func:`checkpoint_interval` steps, so a resumed run continues exactly as the uninterrupted run
+would have (same replay contents, RNG streams and environment RNG);
 a checkpoint written mid-episode (end of training, Ctrl-C) resumes with a fresh episode.
 Writing a checkpoint draws no random numbers, so the interval changes nothing a run computes.
 

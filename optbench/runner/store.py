@@ -14,7 +14,8 @@ Why JSON files rather than SQLite: a cell is written once and never updated, so 
 cell written atomically (temp file + fsync + ``os.replace``) gives crash safety without a
 database; a killed run leaves only whole cells (and perhaps a temporary file, which the next
 writer removes), and resuming is "skip the cells whose file exists". The files are readable
-with any tool, diff cleanly in git for reference results, and need no schema migrations. Floats are stored with 8 significant digits (float32).
+with any tool, diff cleanly in git for reference results, and need no schema migrations.
+Floats are stored with 8 significant digits (float32).
 
 A run directory is written by one process at a time: :func:`optbench.runner.grid.run_plan`
 holds its :class:`~optbench.locks.DirectoryLock` from before ``run.json`` is read or written
