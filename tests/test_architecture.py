@@ -17,17 +17,19 @@ PACKAGE = ROOT / "optbench"
 ALLOWED: dict[str, set[str]] = {
     "optbench.spec_syntax": set(),
     "optbench.locks": set(),  # one writer per directory (standard library only)
+    "optbench.fileio": set(),  # atomic writes (standard library and safetensors)
     "backends": set(),
     "objectives": {"backends"},
     "optimizers": {"objectives", "backends", "optbench.spec_syntax"},
-    "agents": {"optimizers", "objectives", "backends", "optbench.spec_syntax", "optbench", "optbench.locks"},
+    "agents": {"optimizers", "objectives", "backends", "optbench.spec_syntax", "optbench", "optbench.locks",
+               "optbench.fileio"},
     "suites": {"agents", "optimizers", "objectives", "backends", "optbench.spec_syntax",
                "optbench.runner.store"},  # adhoc.py names ad-hoc suites with the store's slug and config hash
     # metrics compute numbers from stored data; they read training runs (checkpoint metadata, the
     # trainer's file layout) but never build an objective or run an optimizer
     "metrics": {"optbench.agents.checkpoint", "optbench.agents.trainer"},
     "runner": {"suites", "agents", "optimizers", "objectives", "backends", "metrics", "optbench.spec_syntax",
-               "optbench.locks"},
+               "optbench.locks", "optbench.fileio"},
     # reporting reads the store (and the training-run metrics), draws and tabulates
     "reporting": {"metrics", "optbench.spec_syntax", "optbench.runner.store", "optbench.runner.stored"},
     "cli": {"*"},

@@ -240,12 +240,14 @@ def test_checkpoint_interval_changes_nothing_the_run_computes(tmp_path):
 def test_a_checkpoint_that_cannot_be_written_is_a_one_line_error_and_keeps_the_last_one(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--task", TASK, "--steps", "60", "--out", str(out), *TRAIN_CLI]) == 0
-    (out / "checkpoint.safetensors.tmp").mkdir()  # the temporary file cannot be created
+    (out / "checkpoint.prev.safetensors").mkdir()  # the rotation cannot keep the previous checkpoint
+    (out / "checkpoint.prev.safetensors" / "x").write_text("x")
     capsys.readouterr()
     err = one_line_error(capsys, main(["train", "--task", TASK, "--steps", "90", "--out", str(out), *TRAIN_CLI]))
-    assert "checkpoint.safetensors.tmp" in err
+    assert "checkpoint.prev.safetensors" in err
     _, meta = load_checkpoint(out)
     assert meta["step"] == 60 and not (out / ".lock").exists()
-    (out / "checkpoint.safetensors.tmp").rmdir()
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]  # no temporary file left
+    shutil.rmtree(out / "checkpoint.prev.safetensors")
     assert main(["train", "--task", TASK, "--steps", "90", "--out", str(out), *TRAIN_CLI]) == 0
     assert load_checkpoint(out, with_tensors=False)[1]["step"] == 90

@@ -10,7 +10,11 @@ field; it covers ``digest`` and so the tensors too). Both are verified on load, 
 truncated file, modified tensors or edited metadata (say, the task name) are refused.
 Version-1 files (``digest`` only, written before metadata was covered) still load, their
 tensors verified; a run resumed from one writes version 2 from its next checkpoint on.
-Writes are atomic (temporary file + ``os.replace``; a failed write leaves the previous file).
+Writes are atomic (:mod:`optbench.fileio`: temporary file, fsync, ``os.replace``; a failed
+write leaves the previous file and no temporary file). Training checkpoints keep the file they
+replace as ``checkpoint.prev.safetensors`` (``save_checkpoint(..., keep_previous=True)``), and
+resuming (:func:`load_latest_checkpoint`) falls back to it, with a warning, when the latest
+file is corrupt: the agent trainer and the optimizer meta-trainer share this rotation.
 """
 
 from __future__ import annotations
@@ -18,11 +22,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+
+from optbench.fileio import TEMP_SUFFIX, fsync_directory, save_safetensors_atomic, write_temporary
 
 FORMAT = "optbench-checkpoint"
 VERSION = 2  # written; 1: no metadata checksum (still read)
@@ -49,24 +58,60 @@ def metadata_digest(meta: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+def previous_path(path: str | Path) -> Path:
+    """Where :func:`save_checkpoint` (``keep_previous``) keeps the checkpoint it replaced:
+    ``checkpoint.safetensors`` -> ``checkpoint.prev.safetensors``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def corrupt_path(path: str | Path) -> Path:
+    """Where a corrupt latest checkpoint is moved when a run falls back to the previous one
+    (kept for inspection; ``checkpoint.corrupt.safetensors``)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.corrupt{path.suffix}")
+
+
+def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict, *,
+                    keep_previous: bool = False) -> None:
     """Atomically write ``tensors`` (stored as CPU tensors, whatever their device) and ``meta``
     (JSON-able) to ``path``; a failed write (full disk, ...) leaves the previous file and no
-    temporary file."""
+    temporary file.
+
+    ``keep_previous``: the file being replaced becomes :func:`previous_path` (the one before it
+    is dropped), so that a latest checkpoint found corrupt later (bit rot, a bad copy) leaves
+    one to fall back to (:func:`load_latest_checkpoint`). The rotation never leaves a moment
+    without a complete latest file: the new file is complete on disk before the old one is
+    hard-linked to the previous name and the new one renamed over it."""
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous().clone() if v.requires_grad else v.detach().cpu().contiguous()
                for k, v in tensors.items()}
     meta = json.loads(json.dumps(dict(meta, format=FORMAT, format_version=VERSION, digest=tensor_digest(tensors))))
     meta["meta_digest"] = metadata_digest(meta)
-    tmp = path.with_name(path.name + ".tmp")
+    if not keep_previous or not path.exists():
+        save_safetensors_atomic(path, tensors, {"optbench": json.dumps(meta)}, mode=0o644)
+        return
+    from safetensors.torch import save
+
+    tmp = write_temporary(path, save(tensors, metadata={"optbench": json.dumps(meta)}), mode=0o644)
+    prev, link = previous_path(path), None
     try:
-        save_file(tensors, str(tmp), metadata={"optbench": json.dumps(meta)})
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        fd, link = tempfile.mkstemp(dir=path.parent, prefix=f".{prev.name}.", suffix=TEMP_SUFFIX)
+        os.close(fd)
+        os.unlink(link)
+        try:
+            os.link(path, link)  # the current latest under a second name: no data copied
+        except OSError:  # a file system without hard links
+            shutil.copyfile(path, link)
+        os.replace(link, prev)
+        link = None
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        if link is not None:
+            Path(link).unlink(missing_ok=True)
         raise
+    fsync_directory(path.parent)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -105,6 +150,43 @@ def load_checkpoint(path: str | Path, *, task: str | None = None, with_tensors: 
     if task is not None and meta.get("task") != task:
         raise CheckpointError(f"{p} is a checkpoint for task {meta.get('task')!r}, not {task!r}")
     return tensors, meta
+
+
+def load_latest_checkpoint(path: str | Path, *, warn: Callable[[str], object] | None = None
+                           ) -> tuple[dict[str, torch.Tensor], dict, Path] | None:
+    """The checkpoint to resume from at ``path`` (written with ``keep_previous``): the latest
+    one, or, when it is missing or fails verification (truncated, bit-flipped, edited), the
+    previous one (:func:`previous_path`), said through ``warn`` (default: stderr). A corrupt
+    latest file is moved to :func:`corrupt_path`, so that the next rotation keeps the good
+    previous one. Returns ``(tensors, meta, file used)``, or ``None`` when neither file exists
+    (nothing to resume from). Never a silent fresh start: when no usable checkpoint is left
+    of files that exist, :class:`CheckpointError` says so."""
+    path = Path(path)
+    prev = previous_path(path)
+    latest_error: CheckpointError | None = None
+    if path.exists():
+        try:
+            tensors, meta = load_checkpoint(path)
+            return tensors, meta, path
+        except CheckpointError as exc:
+            latest_error = exc
+    if not prev.exists():
+        if latest_error is not None:
+            raise CheckpointError(f"{latest_error}; there is no previous checkpoint ({prev.name}) to fall back to: "
+                                  f"remove {path} to start again from step 0") from None
+        return None
+    try:
+        tensors, meta = load_checkpoint(prev)
+    except CheckpointError as exc:
+        first = latest_error if latest_error is not None else f"{path} is missing"
+        raise CheckpointError(f"{first}, and so is the previous checkpoint: {exc}") from None
+    why = f"{path} is missing"
+    if latest_error is not None:
+        os.replace(path, corrupt_path(path))
+        why = f"{latest_error} (moved to {corrupt_path(path).name})"
+    (warn or (lambda m: print(m, file=sys.stderr, flush=True)))(
+        f"warning: {why}; falling back to the previous checkpoint {prev.name} (step {meta.get('step')})")
+    return tensors, meta, prev
 
 
 def optimizer_to_tensors(name: str, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

@@ -37,6 +37,9 @@ reads (format ``optbench-optimizer-package``)::
     checkpoint.safetensors  training state (networks, Adam, RNG; not part of the package): every
                             ``checkpoint_every`` steps; re-running the same command resumes from
                             it, a finished run is not redone, and a larger ``--steps`` continues it
+    checkpoint.prev.safetensors  the checkpoint before it, to fall back to (with a warning) when
+                            the latest is corrupt: the rotation and fallback of the agent
+                            trainer (:func:`optbench.agents.checkpoint.load_latest_checkpoint`)
 
 A resumed run continues exactly as the uninterrupted one would have (same draws).
 """
@@ -44,7 +47,6 @@ A resumed run continues exactly as the uninterrupted one would have (same draws)
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 import time
@@ -52,16 +54,16 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 
-from optbench.agents.checkpoint import (CheckpointError, load_checkpoint, optimizer_from_tensors,
-                                        optimizer_to_tensors, save_checkpoint)
+from optbench.agents.checkpoint import (CheckpointError, corrupt_path, load_latest_checkpoint,
+                                        optimizer_from_tensors, optimizer_to_tensors, previous_path, save_checkpoint)
 from optbench.optimizers.networks import DirectActor, IterativeOptimizerNet
 from optbench.agents.package import OPTIMIZER_FORMAT, VERSION, AgentPackage, load_package, sha256_file
 from optbench.agents.sac import DEFAULT_GRAD_SAMPLES
 from optbench.agents.trainer import versions
 from optbench.agents.training_log import CsvFile, TrainingProgress
+from optbench.fileio import is_temporary, save_safetensors_atomic, write_text_atomic
 from optbench.objectives.policy_objective import PolicyObjective
 from optbench.optimizers.unroll import Unroll
 
@@ -70,7 +72,7 @@ LOG_FIELDS = ["step", "wall_time", "steps_per_s", "J_start", "J_first", "J_last"
 EVAL_FIELDS = ["step", "package", "split", "trained_on", "states", "J_start", "J_iter_1", "J_iter_K", "J_iter_4K",
                "J_direct"]
 OWN_FILES = {"package.json", "iterative.safetensors", "direct.safetensors", "log.csv", "evals.csv", CHECKPOINT,
-             CHECKPOINT + ".tmp"}
+             previous_path(CHECKPOINT).name, corrupt_path(CHECKPOINT).name}  # and temporary files (optbench.fileio)
 EVAL_SCORE_SEED = 12345  # scoring draws of the periodic evaluation (same as the suites' default)
 EVAL_NOISE_SEED = 777    # optimization draws of the iterative optimizer during evaluation
 # settings that do not change what is trained (a run may be resumed or extended with other values)
@@ -238,7 +240,7 @@ class MetaTrainer:
             t, m = optimizer_to_tensors(name, opt)
             tensors.update({k: v.cpu() for k, v in t.items()})
             meta["optimizers"][name] = m
-        save_checkpoint(self.out / CHECKPOINT, tensors, meta)
+        save_checkpoint(self.out / CHECKPOINT, tensors, meta, keep_previous=True)
 
     def _load(self, tensors: dict[str, Tensor], meta: dict) -> None:
         self._fresh()
@@ -276,11 +278,12 @@ class MetaTrainer:
 
     def _resume_or_start(self) -> None:
         ckpt = self.out / CHECKPOINT
-        if ckpt.exists():
-            try:
-                tensors, meta = load_checkpoint(ckpt)
-            except CheckpointError as exc:
-                raise MetaTrainingError(str(exc)) from None
+        try:
+            found = load_latest_checkpoint(ckpt, warn=self.echo)  # the previous one if the latest is corrupt
+        except CheckpointError as exc:
+            raise MetaTrainingError(str(exc)) from None
+        if found is not None:
+            tensors, meta, ckpt = found
             if meta.get("kind") != "optbench-train-optimizer":
                 raise MetaTrainingError(f"{ckpt} is not a train-optimizer checkpoint; choose another --out")
             self._check_identity(meta.get("identity", {}), "a train-optimizer run")
@@ -290,7 +293,8 @@ class MetaTrainer:
             self.echo(f"resuming {self.out} at step {self.step}/{self.cfg.steps}")
         else:
             if self.out.exists():
-                foreign = sorted(p.name for p in self.out.iterdir() if p.name not in OWN_FILES)
+                foreign = sorted(p.name for p in self.out.iterdir()
+                                 if p.name not in OWN_FILES and not is_temporary(p.name))
                 if foreign:
                     raise MetaTrainingError(f"{self.out} exists and holds other files ({', '.join(foreign[:3])}); "
                                             "choose another --out")
@@ -429,10 +433,7 @@ class MetaTrainer:
         tasks = sorted({s.package.task for s in self.sources})
         name = f"meta-{'+'.join(tasks)}-K{cfg.iterations}-s{cfg.seed}"
         for fname, module in (("iterative.safetensors", self.iterative), ("direct.safetensors", self.direct)):
-            tmp = self.out / (fname + ".tmp")
-            save_file(_f32(module), str(tmp))
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.out / fname)
+            save_safetensors_atomic(self.out / fname, _f32(module), mode=0o644)
         betas = sorted({s.beta for s in self.sources})
         arch = {
             "iterative": dict(self.iterative.architecture(), iterations_trained=cfg.iterations,
@@ -464,9 +465,7 @@ class MetaTrainer:
             "files": {f: {"sha256": sha256_file(self.out / f), "bytes": (self.out / f).stat().st_size} for f in listed},
             "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        tmp = self.out / "package.json.tmp"
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-        os.replace(tmp, self.out / "package.json")
+        write_text_atomic(self.out / "package.json", json.dumps(doc, indent=2) + "\n", mode=0o644)
         return self.out
 
 

@@ -37,17 +37,18 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from optbench.agents.checkpoint import load_checkpoint
 from optbench.agents.envs import make_env
 from optbench.agents.evaluate import run_episodes
 from optbench.agents.models import DynamicsModel, ModelBasedQ, RewardModel, check_model_based_params
 from optbench.agents.trainer import agent_from_checkpoint, versions
+from optbench.fileio import save_safetensors_atomic, write_text_atomic
 from optbench.optimizers.networks import LOG_STD_MAX, LOG_STD_MIN, DirectActor, IterativeOptimizerNet
 from optbench.objectives.policy_objective import PolicyObjective
 from optbench.objectives.q_functions import QEnsemble
@@ -160,24 +161,35 @@ def f32_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def write_package(out_dir: str | Path, files: dict[str, dict[str, torch.Tensor]], doc: dict,
                   overwrite: bool = False) -> Path:
     """Write ``files`` (safetensors name -> tensors) and ``package.json`` (``doc`` plus the
-    files' checksums) into ``out_dir``, atomically: a ``.partial`` directory renamed into place."""
+    files' checksums) into ``out_dir``, atomically: a ``.partial`` directory renamed into place.
+
+    A failed write (full disk, Ctrl-C, ...) leaves no partial package, and a package being
+    replaced (``overwrite``) stays whole until the new one is complete (it is moved aside to
+    ``.old`` for the moment of the swap and removed after); a ``.partial`` or ``.old`` directory
+    left by a killed export is removed by the next one."""
+    out = Path(out_dir).expanduser()
+    tmp, old = out.with_name(out.name + ".partial"), out.with_name(out.name + ".old")
+    if old.is_dir() and not out.exists():  # killed in the middle of a swap: the old package is the one to keep
+        os.replace(old, out)
     out = check_out_dir(out_dir, overwrite)
-    tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         for name, tens in files.items():
-            save_file(tens, str(tmp / name))
-            os.chmod(tmp / name, 0o644)
+            save_safetensors_atomic(tmp / name, tens, mode=0o644)
         doc = {**doc, "files": {name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
                                 for name in files}}
-        (tmp / "package.json").write_text(json.dumps(seal_document(doc), indent=2) + "\n")
+        write_text_atomic(tmp / "package.json", json.dumps(seal_document(doc), indent=2) + "\n", mode=0o644)
         if out.exists():
-            shutil.rmtree(out)
+            os.replace(out, old)
         os.replace(tmp, out)
     except BaseException:  # a failed export (full disk, Ctrl-C, ...) leaves no partial package behind
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.is_dir() and not out.exists():
+            os.replace(old, out)
         raise
+    shutil.rmtree(old, ignore_errors=True)
     return out
 
 
@@ -346,7 +358,8 @@ def _read(path: Path) -> dict[str, torch.Tensor]:
         raise PackageError(f"{path} is not a readable safetensors file ({first})") from None
 
 
-def _load_module(module: torch.nn.Module, sd: dict[str, torch.Tensor], what: str, path: Path) -> None:
+def _check_tensors(module: torch.nn.Module, sd: dict[str, torch.Tensor], what: str, path: Path) -> None:
+    """The tensors of a file match a module's parameters and buffers (names and shapes)."""
     own = module.state_dict()
     if set(own) != set(sd):
         missing, extra = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
@@ -355,9 +368,34 @@ def _load_module(module: torch.nn.Module, sd: dict[str, torch.Tensor], what: str
     for k, v in own.items():
         if tuple(sd[k].shape) != tuple(v.shape):
             raise PackageError(f"{path}: {what} tensor {k} has shape {list(sd[k].shape)}, expected {list(v.shape)}")
+
+
+def _load_module(module: torch.nn.Module, sd: dict[str, torch.Tensor], what: str, path: Path) -> None:
+    own = module.state_dict()
+    _check_tensors(module, sd, what, path)
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()})
     module.requires_grad_(False)
     module.eval()
+
+
+def _build_module(factory: Callable[[], torch.nn.Module], sd: dict[str, torch.Tensor], what: str, path: Path,
+                  doc_path: Path) -> torch.nn.Module:
+    """The module ``factory`` builds from ``package.json``'s architecture, loaded from ``sd``.
+
+    The architecture is first built on torch's ``meta`` device (shapes only, no memory) and
+    checked against the file's tensors, so a ``package.json`` that declares huge layers is
+    refused before anything is allocated; the real module is then only as large as the
+    (checksummed) file."""
+    try:
+        with torch.device("meta"):
+            probe = factory()
+    except (TypeError, ValueError, OverflowError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PackageError(f"{doc_path}: {what} architecture: {first}") from None
+    _check_tensors(probe, sd, what, path)
+    module = factory()
+    _load_module(module, sd, what, path)
+    return module
 
 
 _MISSING = object()
@@ -462,9 +500,10 @@ def load_package(path: str | Path) -> AgentPackage:
         dims = (doc.get("architectures.q.state_dim", "dim"), doc.get("architectures.q.action_dim", "dim"))
         if dims != (S, A):
             raise PackageError(f"{doc_path}: Q architecture dims {dims[0]}/{dims[1]} != {S}/{A}")
-        q = QEnsemble(S, A, tuple(doc.get("architectures.q.hidden", "hidden")),
-                      doc.get("architectures.q.ensemble_size", "dim"))
-        _load_module(q, _read(root / "q.safetensors"), "Q-ensemble", root / "q.safetensors")
+        q_hidden = tuple(doc.get("architectures.q.hidden", "hidden"))
+        q_ensemble = doc.get("architectures.q.ensemble_size", "dim")
+        q = _build_module(lambda: QEnsemble(S, A, q_hidden, q_ensemble), _read(root / "q.safetensors"), "Q-ensemble",
+                          root / "q.safetensors", doc_path)
 
         st = _read(root / "states.safetensors")
         for split in ("benchmark", "heldout"):
@@ -482,26 +521,27 @@ def load_package(path: str | Path) -> AgentPackage:
     direct = iterative = dynamics = reward = None
     if "direct.safetensors" in files:
         da = arch["direct"]
-        try:  # imported agents keep their library's log σ parameterization (absent: optbench's own)
-            direct = DirectActor(S, A, tuple(da["hidden"]), log_std_transform=da.get("log_std_transform", "soft_clamp"),
-                                 log_std_range=da.get("log_std_range", (LOG_STD_MIN, LOG_STD_MAX)))
-        except (TypeError, ValueError) as exc:
-            raise PackageError(f"{doc_path}: direct architecture: {exc}") from None
-        _load_module(direct, _read(root / "direct.safetensors"), "direct network", root / "direct.safetensors")
+        # imported agents keep their library's log σ parameterization (absent: optbench's own)
+        direct = _build_module(lambda: DirectActor(S, A, tuple(da["hidden"]),
+                                                   log_std_transform=da.get("log_std_transform", "soft_clamp"),
+                                                   log_std_range=da.get("log_std_range", (LOG_STD_MIN, LOG_STD_MAX))),
+                               _read(root / "direct.safetensors"), "direct network", root / "direct.safetensors",
+                               doc_path)
     if "iterative.safetensors" in files:
         ia = arch["iterative"]
-        iterative = IterativeOptimizerNet(S, A, tuple(ia["hidden"]), doc.get("architectures.iterative.init_mu", "number", 0.0),
-                                          doc.get("architectures.iterative.init_std", "number", 1.0))
-        _load_module(iterative, _read(root / "iterative.safetensors"), "iterative network",
-                     root / "iterative.safetensors")
+        init = (doc.get("architectures.iterative.init_mu", "number", 0.0),
+                doc.get("architectures.iterative.init_std", "number", 1.0))
+        iterative = _build_module(lambda: IterativeOptimizerNet(S, A, tuple(ia["hidden"]), *init),
+                                  _read(root / "iterative.safetensors"), "iterative network",
+                                  root / "iterative.safetensors", doc_path)
     if "models.safetensors" in files:
         ms = _read(root / "models.safetensors")
-        dynamics = DynamicsModel(S, A, tuple(arch["dynamics"]["hidden"]))
-        reward = RewardModel(S, A, tuple(arch["reward"]["hidden"]))
-        _load_module(dynamics, {k[9:]: v for k, v in ms.items() if k.startswith("dynamics.")}, "dynamics model",
-                     root / "models.safetensors")
-        _load_module(reward, {k[7:]: v for k, v in ms.items() if k.startswith("reward.")}, "reward model",
-                     root / "models.safetensors")
+        dynamics = _build_module(lambda: DynamicsModel(S, A, tuple(arch["dynamics"]["hidden"])),
+                                 {k[9:]: v for k, v in ms.items() if k.startswith("dynamics.")}, "dynamics model",
+                                 root / "models.safetensors", doc_path)
+        reward = _build_module(lambda: RewardModel(S, A, tuple(arch["reward"]["hidden"])),
+                               {k[7:]: v for k, v in ms.items() if k.startswith("reward.")}, "reward model",
+                               root / "models.safetensors", doc_path)
     return AgentPackage(root, meta, q, states, direct, iterative, dynamics, reward, mj)
 
 

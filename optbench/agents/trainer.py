@@ -3,6 +3,8 @@
 A run lives in one output directory::
 
     OUT/checkpoint.safetensors   latest checkpoint (atomic), see optbench.agents.checkpoint
+    OUT/checkpoint.prev.safetensors  the one before it (kept to fall back to if the latest is corrupt)
+    OUT/snapshots/step-N.safetensors the networks at every evaluation (atomic)
     OUT/config.json              the run's configuration
     OUT/log.csv episodes.csv evals.csv learning_curve.png
     OUT/.lock                    while a process trains here (see optbench.locks)
@@ -14,11 +16,21 @@ process is taken over).
 
 Re-running the same command resumes from ``OUT/checkpoint.safetensors``, and says so (from
 which step), or says that there is nothing to resume from when the directory holds the logs
-of a run killed before its first checkpoint. Periodic checkpoints are written at the first
-episode end after every :func:`checkpoint_interval` steps, so a resumed run continues exactly
-as the uninterrupted run would have (same replay contents, RNG streams and environment RNG);
+of a run killed before its first checkpoint. A latest checkpoint that fails verification
+(truncated, bit-flipped) is replaced by the previous one, with a warning, never by a fresh
+start (:func:`optbench.agents.checkpoint.load_latest_checkpoint`). On resume, log rows and
+snapshots past the resumed step (written by the killed segment, which the resumed run
+computes again, identically) and temporary files of writes the kill interrupted are removed.
+Periodic checkpoints are written at the first episode end after every
+:func:`checkpoint_interval` steps, so a resumed run continues exactly as the uninterrupted run
+would have (same replay contents, RNG streams and environment RNG);
 a checkpoint written mid-episode (end of training, Ctrl-C) resumes with a fresh episode.
 Writing a checkpoint draws no random numbers, so the interval changes nothing a run computes.
+
+A loss that becomes NaN or inf (critic, actor, temperature, models, distillation; e.g. a
+learning rate that makes the critic diverge) stops training at once with
+:class:`TrainingDiverged`, naming the loss, the update and the environment step; nothing is
+written after it, so the last checkpoint is the last good state.
 
 The device (``Trainer(..., device=...)``, ``optbench train --device``) is a runtime option, not
 part of the run: a run may stop on one device and resume on another. Networks are initialized
@@ -32,6 +44,7 @@ the step). Runs on different devices draw different random numbers (and round di
 from __future__ import annotations
 
 import json
+import math
 import platform
 import time
 from dataclasses import dataclass
@@ -40,17 +53,37 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from optbench import __version__
-from optbench.agents.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
+from optbench import __version__, backends
+from optbench.agents.checkpoint import (CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_latest_checkpoint,
+                                        save_checkpoint)
 from optbench.agents.envs import ActionScaler, env_dims, make_env
 from optbench.agents.evaluate import run_episodes
 from optbench.agents.replay import ReplayBuffer
 from optbench.agents.sac import SACAgent, SACConfig, UpdateStats
 from optbench.agents.training_log import TrainingLog, TrainingProgress
+from optbench.backends import onednn
+from optbench.fileio import remove_stale_temporaries, write_text_atomic
 from optbench.locks import DirectoryLock
 
 EVAL_SEED = 1_000_003  # the same evaluation episodes for every agent and seed (learning curves compare on them)
 SNAPSHOT_DIR = "snapshots"
+LOSSES = ("q_loss", "actor_loss", "alpha", "alpha_loss", "model_loss", "distill_loss")  # checked for NaN/inf
+
+
+class TrainingDiverged(ValueError):
+    """A training loss became NaN or inf; the message names the loss, update and step."""
+
+
+def check_losses(stats: UpdateStats, *, where: str, checkpoint: str) -> None:
+    """Raise :class:`TrainingDiverged` if a loss of an update is NaN or inf (the first one in
+    :data:`LOSSES` order). ``where`` names the update and step, ``checkpoint`` what is left
+    to resume from."""
+    for name in LOSSES:
+        value = getattr(stats, name)
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"training diverged: {name} is {value} at {where}; {checkpoint}; the run is "
+                                   "deterministic, so resuming it diverges again at the same update: start another "
+                                   "--out with other settings (e.g. a smaller --lr)")
 
 
 def versions() -> dict:
@@ -120,8 +153,11 @@ class Trainer:
     def _open(self, cfg: SACConfig) -> None:
         """Resume from the directory's checkpoint, or start afresh (saying which)."""
         echo = self.echo
-        if self.ckpt_path.exists():
-            tensors, meta = load_checkpoint(self.ckpt_path)
+        for d in (self.out_dir, self.out_dir / SNAPSHOT_DIR):
+            remove_stale_temporaries(d)  # of writes a kill interrupted (we hold the lock)
+        found = load_latest_checkpoint(self.ckpt_path, warn=echo)
+        if found is not None:
+            tensors, meta, _ = found
             old = SACConfig.from_dict(meta["config"])
             if old.task != cfg.task or old.policy != cfg.policy:
                 raise CheckpointError(f"{self.out_dir} holds a {old.task}/{old.policy} run, not {cfg.task}/{cfg.policy}; "
@@ -135,8 +171,11 @@ class Trainer:
                 echo(f"note: resuming with the checkpoint's settings; ignoring changed {', '.join(differ)}")
             self.cfg = old
             self._restore(tensors, meta)
+            self._drop_snapshots_after(self.step)
             self.start_note = (f"resuming {old.task}/{old.policy} from step {self.step} of {old.steps} "
                                f"({self.out_dir}; checkpoint every {checkpoint_interval(old)} steps)")
+            if self.step >= old.steps:
+                self.start_note = f"already finished: {old.task}/{old.policy} at step {self.step} ({self.out_dir})"
         else:
             earlier = [int(float(r["step"])) for r in TrainingLog.peek(self.out_dir) if r.get("step")]
             self.cfg = cfg
@@ -165,9 +204,21 @@ class Trainer:
         self.episodes = 0
         self.wall_time = 0.0
         self.eval_history: list[dict] = []
+        self.last_checkpoint: int | None = None
         self.obs, _ = self.env.reset(seed=cfg.seed)
         self.ep_return, self.ep_length = 0.0, 0
-        (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        self._drop_snapshots_after(0)
+        write_text_atomic(self.out_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n", mode=0o644)
+
+    def _drop_snapshots_after(self, step: int) -> None:
+        """Remove snapshots past ``step``: a killed segment wrote them, and the resumed run
+        writes them again at the same steps (with the same networks)."""
+        for p in (self.out_dir / SNAPSHOT_DIR).glob("step-*.safetensors"):
+            try:
+                if int(p.stem.split("-", 1)[1]) > step:
+                    p.unlink()
+            except ValueError:
+                continue
 
     def _restore(self, tensors: dict, meta: dict) -> None:
         cfg = self.cfg
@@ -182,6 +233,7 @@ class Trainer:
             else:  # written on another device: a fresh, reproducible CUDA stream
                 with torch.cuda.device(self.device):
                     torch.cuda.manual_seed((cfg.seed * 1_000_003 + int(meta["step"])) % 2**63)
+        self._same_backends(meta.get("backends"))
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = meta["rng_numpy"]
         self.step, self.episodes = int(meta["step"]), int(meta["episodes"])
@@ -192,8 +244,33 @@ class Trainer:
         self.obs, _ = self.env.reset()
         self.ep_return, self.ep_length = 0.0, 0
         self.resumed_from = self.step
+        self.last_checkpoint: int | None = self.step
+
+    def _same_backends(self, recorded: dict | None) -> None:
+        """Compute the matrix products as the run's earlier segments did (oneDNN's or torch's
+        kernels round differently): the command line's start-up probe (:func:`optbench.backends.enable`)
+        may choose otherwise on a busier machine, and a resumed run must continue exactly as
+        the uninterrupted one. Process-wide, like the probe's choice."""
+        if not recorded or "onednn" not in recorded:
+            return  # a checkpoint written before back-ends were recorded
+        want, have = recorded["onednn"] == "on", backends.state()["onednn"] == "on"
+        if want == have:
+            return
+        if want and not onednn.kernel_available():
+            self.echo("note: the checkpoint's earlier segments computed with oneDNN products, which this torch lacks; "
+                      "the resumed run rounds differently from an uninterrupted one")
+            return
+        backends.apply({"onednn": recorded["onednn"], "onednn_time_ratio": recorded.get("onednn_time_ratio")})
+        self.echo(f"note: oneDNN products {'on' if want else 'off'} as in the run's earlier segments (the start-up "
+                  "probe chose otherwise), so the resumed run computes the same numbers")
 
     # ------------------------------------------------------------------ checkpoint
+    def _checkpoint_note(self) -> str:
+        """What a run that stops now leaves to resume from (for error messages)."""
+        if self.last_checkpoint is None:
+            return "no checkpoint was written yet"
+        return f"the last checkpoint ({self.ckpt_path}, step {self.last_checkpoint}) is kept"
+
     def save(self, episode_boundary: bool) -> None:
         tensors, agent_meta = self.agent.state_tensors()
         tensors.update(self.replay.state_tensors())
@@ -211,8 +288,11 @@ class Trainer:
                         else self.env.unwrapped.np_random.bit_generator.state), "wall_time": self.wall_time,
             "eval_history": self.eval_history, "versions": versions(),
             "device": str(self.device),  # where this segment ran; for the record only (not part of the run)
+            "backends": backends.state(),  # how its products were computed: a resumed segment computes them alike
         }
-        save_checkpoint(self.ckpt_path, tensors, meta)
+        self.log.sync()  # the rows up to this step are on disk before the checkpoint that names it
+        save_checkpoint(self.ckpt_path, tensors, meta, keep_previous=True)
+        self.last_checkpoint = self.step
 
     def save_snapshot(self) -> Path:
         """The agent's networks (no optimizer states, no replay) at this step, kept for good in
@@ -258,6 +338,10 @@ class Trainer:
         if self.start_note:
             self.echo(self.start_note)
             self.start_note = ""
+        if self.resumed_from is not None and self.step >= cfg.steps:  # finished: nothing is computed or rewritten
+            last = self.eval_history[-1] if self.eval_history else None
+            return TrainResult(self.out_dir, self.step, self.episodes, last,
+                               agent.updates / self.wall_time if self.wall_time else float("nan"))
         every = checkpoint_interval(cfg)
         end = cfg.steps if stop_after is None else min(cfg.steps, self.step + stop_after)
         next_ckpt = (self.step // every + 1) * every
@@ -296,14 +380,20 @@ class Trainer:
                 # -- learn
                 if self.step >= cfg.random_steps:
                     if cfg.models and agent.model_updates == 0:
-                        for _ in range(cfg.model_pretrain_updates):
-                            agent.update_models(self.replay.sample(cfg.batch_size, self.rng, self.device))
+                        for k in range(cfg.model_pretrain_updates):
+                            loss = agent.update_models(self.replay.sample(cfg.batch_size, self.rng, self.device))
+                            check_losses(UpdateStats(model_loss=loss), checkpoint=self._checkpoint_note(),
+                                         where=f"model pre-training update {k + 1} (environment step {self.step})")
                     tic = time.perf_counter()
-                    window.append(agent.update(self.replay.sample(cfg.batch_size, self.rng, self.device)))
+                    stats = agent.update(self.replay.sample(cfg.batch_size, self.rng, self.device))
                     update_time += time.perf_counter() - tic
+                    check_losses(stats, checkpoint=self._checkpoint_note(),
+                                 where=f"update {agent.updates} (environment step {self.step})")
+                    window.append(stats)
                     win_updates += 1
                 # -- evaluate / log / checkpoint
                 if self.step % cfg.eval_every == 0 and self.step >= cfg.random_steps:
+                    bar.note(self.step, f"evaluating {cfg.eval_episodes} episodes")
                     last_eval = self.evaluate()
                     self.save_snapshot()
                 if self.step % cfg.log_every == 0 or self.step == end:
@@ -328,6 +418,9 @@ class Trainer:
         except KeyboardInterrupt:
             self.wall_time += time.perf_counter() - seg_start
             self.save(episode_boundary=False)
+            bar.close()
+            raise
+        except BaseException:  # a diverged loss, a full disk, ...: nothing more is written
             bar.close()
             raise
         self.wall_time += time.perf_counter() - seg_start

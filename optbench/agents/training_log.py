@@ -1,12 +1,22 @@
 """Training log: ``log.csv`` (periodic stats), ``episodes.csv`` (every episode), ``evals.csv``,
 and a learning-curve plot ``learning_curve.png``. On resume, rows past the resumed step
-(written after the last checkpoint by a run that was killed) are dropped."""
+(written after the last checkpoint by a run that was killed) are dropped.
+
+Rows are appended as training goes; a process killed (or out of disk space) in the middle of
+an append leaves an incomplete last line, which reading ignores and the next
+:class:`TrainingLog` (on resume) removes. That rewrite is atomic, so no row up to the resumed
+step is ever lost; :meth:`TrainingLog.sync` puts the rows on disk before a checkpoint that
+names their step is written."""
 
 from __future__ import annotations
 
 import csv
+import io
+import os
 import sys
 from pathlib import Path
+
+from optbench.fileio import write_bytes_atomic, write_text_atomic
 
 LOG_FIELDS = ["step", "updates", "episodes", "wall_time", "steps_per_s", "updates_per_s", "last_return",
               "q_loss", "actor_loss", "alpha", "alpha_loss", "entropy", "model_loss", "distill_loss"]
@@ -39,6 +49,13 @@ class TrainingProgress:
         elif self.enabled:
             print(f"step {step}/{self.total} | {info}", flush=True)
 
+    def note(self, step: int, text: str) -> None:
+        """Say what a long pause of the bar is (an evaluation): in the bar, or as one line."""
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step, info=text)
+        elif self.enabled:
+            print(f"step {step}/{self.total} | {text}", flush=True)
+
     def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()
@@ -49,25 +66,44 @@ class CsvFile:
         self.path, self.fields = path, fields
 
     def truncate_after(self, step: int) -> None:
-        """Keep only rows with ``step <= step`` (or create the file with its header)."""
-        rows = self.read() if self.path.exists() else []
-        rows = [r for r in rows if _num(r.get("step")) is not None and _num(r["step"]) <= step]
-        with open(self.path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(rows)
+        """Keep only the complete rows with ``step <= step`` (or create the file with its
+        header), rewriting the file atomically."""
+        rows = [r for r in self.read() if _num(r.get("step")) is not None and _num(r["step"]) <= step]
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, fieldnames=self.fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+        write_text_atomic(self.path, buf.getvalue(), mode=0o644)
 
     def append(self, row: dict) -> None:
+        buf = io.StringIO(newline="")
+        csv.DictWriter(buf, fieldnames=self.fields, extrasaction="ignore").writerow(
+            {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
         with open(self.path, "a", newline="") as fh:
-            csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore").writerow(
-                {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+            fh.write(buf.getvalue())  # one write of the whole line
 
     def read(self) -> list[dict]:
+        """The complete rows: an incomplete last line (an append that was cut short) and rows
+        without exactly one value per field are left out."""
         try:
-            with open(self.path, newline="") as fh:
-                return list(csv.DictReader(fh))
+            text = self.path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return []
+        if text and not text.endswith("\n"):
+            text = text[:text.rfind("\n") + 1]
+        rows = csv.DictReader(io.StringIO(text, newline=""))
+        return [r for r in rows if None not in r and None not in r.values()]
+
+    def sync(self) -> None:
+        """fsync the file (if it exists)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _num(x):
@@ -85,6 +121,11 @@ class TrainingLog:
         self.evals = CsvFile(self.out_dir / "evals.csv", EVAL_FIELDS)
         for f in (self.log, self.episodes, self.evals):
             f.truncate_after(resume_step)
+
+    def sync(self) -> None:
+        """Put every appended row on disk (before a checkpoint is written)."""
+        for f in (self.log, self.episodes, self.evals):
+            f.sync()
 
     @staticmethod
     def peek(out_dir: Path) -> list[dict]:
@@ -118,8 +159,8 @@ class TrainingLog:
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = self.out_dir / "learning_curve.png"
-        tmp = path.with_name("learning_curve.tmp.png")
-        fig.savefig(tmp, dpi=100)
+        buf = io.BytesIO()
+        fig.savefig(buf, dpi=100, format="png")
         plt.close(fig)
-        tmp.replace(path)
+        write_bytes_atomic(path, buf.getvalue(), mode=0o644)
         return path

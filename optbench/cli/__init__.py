@@ -7,6 +7,7 @@ Bad command-line syntax is reported in one line too (exit code 2)."""
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from rich.console import Console
@@ -44,8 +45,12 @@ def os_error_message(exc: OSError) -> str:
     what = exc.strerror or type(exc).__name__
     paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
     if not paths:
-        return str(exc).splitlines()[0] if str(exc) else what
-    return f"{what}: {' -> '.join(paths)}"
+        line = str(exc).splitlines()[0] if str(exc) else what
+    else:
+        line = f"{what}: {' -> '.join(paths)}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        line += "; free some space and re-run the same command (finished work is kept and resumed)"
+    return line
 
 
 def build_parser() -> argparse.ArgumentParser:

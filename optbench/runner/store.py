@@ -12,9 +12,10 @@ Layout of a run directory::
 
 Why JSON files rather than SQLite: a cell is written once and never updated, so a file per
 cell written atomically (temp file + fsync + ``os.replace``) gives crash safety without a
-database; a killed run leaves only whole cells, and resuming is "skip the cells whose file
-exists". The files are readable with any tool, diff cleanly in git for reference results,
-and need no schema migrations. Floats are stored with 8 significant digits (float32).
+database; a killed run leaves only whole cells (and perhaps a temporary file, which the next
+writer removes), and resuming is "skip the cells whose file exists". The files are readable
+with any tool, diff cleanly in git for reference results, and need no schema migrations.
+Floats are stored with 8 significant digits (float32).
 
 A run directory is written by one process at a time: :func:`optbench.runner.grid.run_plan`
 holds its :class:`~optbench.locks.DirectoryLock` from before ``run.json`` is read or written
@@ -28,13 +29,13 @@ import json
 import os
 import platform
 import re
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
 from optbench import backends
+from optbench.fileio import remove_stale_temporaries, write_text_atomic
 
 if TYPE_CHECKING:  # the store only reads a trace's fields; reading a run must not import the optimizers
     from optbench.runner.drive import Trace
@@ -44,23 +45,6 @@ FORMAT_VERSION = 1
 
 class StoreError(ValueError):
     """A results directory that cannot be used for this run or read back."""
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` so that ``path`` holds either its old or the complete new content (a
-    failed write, e.g. a full disk, leaves the old file and no temporary file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -140,6 +124,8 @@ class ResultsStore:
         run_file = store.root / "run.json"
         if store.root.exists() and not store.root.is_dir():
             raise StoreError(f"{store.root} exists and is not a directory; choose another --out")
+        for d in (store.root, *(store.root / sub for sub in ("objectives", "cells", "failed"))):
+            remove_stale_temporaries(d)  # of a writer killed mid-write (we hold the lock)
         if run_file.exists():
             existing = read_json(run_file)
             if not isinstance(existing, dict) or existing.get("config_hash") != digest:

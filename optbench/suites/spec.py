@@ -162,9 +162,12 @@ def parse_tuning(raw: Any, fail) -> Tuning | None:
     for i, g in enumerate(grids_raw):
         if not isinstance(g, dict) or not isinstance(g.get("label"), str) or not isinstance(g.get("spec"), str):
             raise fail(f"[tuning].grids[{i}] needs string fields 'label' and 'spec'")
-        axes = tuple((k, tuple(v)) for k, v in g.items() if k not in ("label", "spec"))
-        if not axes or not all(isinstance(v, tuple) and v for _, v in axes):
-            raise fail(f"[tuning].grids[{i}] ({g['label']}) needs at least one non-empty list of values to sweep")
+        swept = {k: v for k, v in g.items() if k not in ("label", "spec")}
+        bad = [k for k, v in swept.items() if not isinstance(v, list) or not v]
+        if not swept or bad:
+            raise fail(f"[tuning].grids[{i}] ({g['label']}) needs at least one non-empty list of values to sweep"
+                       + (f" (not a non-empty list: {', '.join(map(repr, bad))})" if bad else ""))
+        axes = tuple((k, tuple(v)) for k, v in swept.items())
         grid = Grid(g["label"], g["spec"], axes)
         try:
             grid.expand()
@@ -225,7 +228,9 @@ def load_suite(name_or_path: str) -> Suite:
     """Find, parse and validate a suite definition."""
     path = find_suite(name_or_path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SuiteError(f"malformed suite file {path}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(f"malformed suite file {path}: {exc}") from None
     return parse_suite(raw, path)
