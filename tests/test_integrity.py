@@ -69,6 +69,7 @@ def _race(barrier, argv: list[str], log: str) -> None:
     os._exit(int(rc or 0))
 
 
+@pytest.mark.slow
 def test_racing_runs_with_other_configurations_never_mix(tmp_path):
     """Two `optbench run` with --seeds 0 and --seeds 1, started together on one new --out,
     many times: one writes the run, the other is refused in one line (naming the holder, or
