@@ -59,6 +59,7 @@ def objective(B: int) -> PolicyObjective:
 SPECS = ["adam(lr=0.01,samples=10)", "cem(population=50,elites=5)", "cmaes(samples=4)"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", SPECS)
 def test_a_long_run_keeps_only_its_trace(spec, tmp_path):
     obj = objective(8)
