@@ -18,7 +18,12 @@ nox.options.sessions = ["tests"]
 def tests(session: nox.Session) -> None:
     session.install(TORCH)
     session.install("-e", ".[test]")
-    session.run("pytest", "-q", *session.posargs, env={"OMP_NUM_THREADS": "1"})
+    env = {"OMP_NUM_THREADS": "1"}
+    if session.posargs:  # e.g. `nox -s tests -- -m 'not slow'`: the fast tier only
+        session.run("pytest", "-q", *session.posargs, env=env)
+    else:  # both tiers, as README's test command
+        session.run("pytest", "-q", env=env)
+        session.run("pytest", "-q", "-m", "slow", env=env)
 
 
 @nox.session(python="3.11")

@@ -24,7 +24,7 @@ record only a date, by a later commit to those paths, or when it records no date
 table with the command that (re)produces it.
 
     python benchmarks/summary.py               # rich table
-    python benchmarks/summary.py --markdown    # the same as a Markdown table, for README.md
+    python benchmarks/summary.py --markdown    # the same as a Markdown table, for docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -444,7 +444,7 @@ def markdown(groups, sources: dict[str, Source]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, default=RESULTS, help="directory of the result files")
-    ap.add_argument("--markdown", action="store_true", help="print a Markdown table (for README.md)")
+    ap.add_argument("--markdown", action="store_true", help="print a Markdown table (for docs/benchmarks.md)")
     args = ap.parse_args(argv)
     sources = load(args.results)
     groups = table(sources)

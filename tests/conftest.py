@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from optbench.backends import onednn
+from optbench.runner import executors
 from optbench.objectives import PolicyObjective
 from optbench.objectives.analytic import AnalyticQ, solve_optimum
 
@@ -16,6 +17,14 @@ torch.set_num_threads(1)
 # them on a CPU where they are faster), without the timing probe; tests of the plain path
 # switch it off themselves.
 onednn.ENABLED = onednn.kernel_available()
+
+
+def pytest_configure(config):
+    """The fast tier (`pytest -q`, i.e. `-m 'not slow'`) computes `--executor auto` runs in this
+    process, as `auto` does on one core: a worker pool's start-up would cost more than these tiny
+    runs. The pools themselves, and that they store the in-process bits, are slow-tier tests."""
+    if config.getoption("markexpr", "") == "not slow":
+        executors.usable_cores = lambda: 1
 
 
 def analytic_problem(profile: str, action_dim: int, alpha: float, n_states: int = 16, score_samples: int = 2000):

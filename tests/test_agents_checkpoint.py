@@ -7,6 +7,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import torch
 
 from optbench.agents.checkpoint import load_checkpoint
@@ -18,6 +19,7 @@ SMALL = dict(random_steps=200, batch_size=32, hidden=(32, 32), model_pretrain_up
              log_every=100)
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
     torch.set_num_threads(1)
     cfg = lambda: SACConfig(task=TASK, steps=700, checkpoint_every=250, **SMALL)  # noqa: E731
@@ -41,6 +43,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     assert steps == sorted(steps) and len(steps) == len(set(steps)) == full.episodes
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "optbench.cli", "train", "--task", TASK, "--steps", "100000",

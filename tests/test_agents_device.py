@@ -45,6 +45,7 @@ def test_cuda_without_cuda_is_a_one_line_error(tmp_path, capsys):
     assert "not available" in err and not (tmp_path / "g").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["direct", "iterative"])
 def test_explicit_cpu_equals_default_bit_for_bit(policy, tmp_path):
     torch.set_num_threads(1)
@@ -62,6 +63,7 @@ def test_explicit_cpu_equals_default_bit_for_bit(policy, tmp_path):
     assert [[r[k] for k in LOSSES] for r in rows[0]] == [[r[k] for k in LOSSES] for r in rows[1]]
 
 
+@pytest.mark.slow
 def test_checkpoint_resumes_under_another_name_of_the_device(tmp_path, capsys):
     """Written with ``device="cpu"``, resumed with ``--device cpu:0``: no note about changed
     settings, and the result is the uninterrupted run's."""

@@ -225,6 +225,7 @@ def test_iterative_training_gradient_matches_explicit_loss():
         assert torch.allclose(a, p.grad, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_iterative_optimizer_learns_to_climb_a_fixed_objective():
     """Trained on a fixed Q (|A| = 3), the gated optimizer improves J over its iterations,
     and keeps it there when run past the iterations it was trained with."""

@@ -33,6 +33,7 @@ def test_random_policy_is_poor(random_return):
     assert random_return < 15
 
 
+@pytest.mark.slow
 def test_direct_agent_learns(tmp_path, random_return):
     trainer = _train(tmp_path, "direct", 2500)
     ev = trainer.eval_history[-1]
@@ -41,6 +42,7 @@ def test_direct_agent_learns(tmp_path, random_return):
     assert ev["mean"] > 5 * random_return, (ev, random_return)
 
 
+@pytest.mark.slow
 def test_iterative_agent_learns(tmp_path, random_return):
     trainer = _train(tmp_path, "iterative", 2000, iterations=3)
     ev = trainer.eval_history[-1]

@@ -75,6 +75,7 @@ def _copy_cells_only(run: Path, target: Path) -> Path:
     return target
 
 
+@pytest.mark.slow
 def test_perfect_optimizer_ecdf_from_a_stored_run(tiny_run):
     run = load_run(tiny_run)
     start = run.start("multimodal-a2")
@@ -109,6 +110,7 @@ BLOCKED = ("optbench.suites.sources", "optbench.agents.package", "optbench.objec
            "optbench.optimizers", "optbench.runner.analysis", "optbench.runner.experiments", "optbench.runner.grid")
 
 
+@pytest.mark.slow
 def test_report_reads_only_the_store(tiny_run, tmp_path):
     """`optbench report` of an analysed run, with every module that builds objectives or runs optimizers
     unimportable: the same report, and none of them imported."""
@@ -144,6 +146,7 @@ def test_report_of_a_run_not_analysed_lists_what_is_missing(tiny_run, tmp_path, 
     assert not (tmp_path / "r" / "gap.png").exists()
 
 
+@pytest.mark.slow
 def test_analyze_resumes_without_redoing_finished_units(tiny_run, tmp_path):
     run = _copy_cells_only(tiny_run, tmp_path / "resume")
     opts = AnalysisOptions(mode_runs=3, mode_states=2, landscape_resolution=15)

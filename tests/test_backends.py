@@ -24,6 +24,7 @@ def _python(code: str, **env) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_library_use_changes_neither_the_module_nor_the_process():
     """Building and using an objective leaves the user's module (requires_grad) and the process
     (oneDNN switch, glibc's malloc settings) as they were."""
@@ -39,6 +40,7 @@ def test_library_use_changes_neither_the_module_nor_the_process():
     assert res == {"grad": True, "onednn": False, "allocator": "off: not requested", "param_grads": True}
 
 
+@pytest.mark.slow
 def test_enable_switches_on_what_is_available_and_records_it():
     res = _python("import json; from optbench import backends; print(json.dumps(backends.enable()))")
     assert set(res) == {"onednn", "onednn_time_ratio", "allocator"}
@@ -48,6 +50,7 @@ def test_enable_switches_on_what_is_available_and_records_it():
     assert res["allocator"] in ("on", "off: no mallopt in this C library") or res["allocator"].startswith("off: not glibc")
 
 
+@pytest.mark.slow
 def test_environment_overrides_without_a_probe():
     res = _python("import json; from optbench import backends; print(json.dumps(backends.enable()))",
                   OPTBENCH_BACKENDS="off")
@@ -59,6 +62,7 @@ def test_environment_overrides_without_a_probe():
         _python("from optbench import backends; backends.enable()", OPTBENCH_BACKENDS="fast")
 
 
+@pytest.mark.slow
 def test_malloc_variables_in_the_environment_rule_and_are_reported():
     res = _python("import json; from optbench import backends; print(json.dumps(backends.enable()))",
                   MALLOC_ARENA_MAX="2")

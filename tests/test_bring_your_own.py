@@ -44,6 +44,7 @@ def _shims(bin_dir: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_bring_your_own_guide_runs_end_to_end(tmp_path):
     pytest.importorskip("stable_baselines3")
     pytest.importorskip("pandas")

@@ -141,6 +141,7 @@ def _train_race(barrier, argv: list[str], log: str) -> None:
     os._exit(int(rc or 0))
 
 
+@pytest.mark.slow
 def test_racing_trainers_on_one_directory(tmp_path):
     """The same `optbench train` started twice together on one --out, several times: the
     second is refused in one line naming the holder (or, if the first was done, resumes
@@ -225,6 +226,7 @@ def test_checkpoint_interval_scales_down_for_short_runs():
     assert checkpoint_interval(SACConfig(steps=20_000, checkpoint_every=300)) == 300
 
 
+@pytest.mark.slow
 def test_checkpoint_interval_changes_nothing_the_run_computes(tmp_path):
     small = dict(random_steps=100, batch_size=16, hidden=(16, 16), eval_every=10**9, eval_episodes=1, log_every=50,
                  models=False)

@@ -34,6 +34,7 @@ def results(run: Path) -> dict[str, dict]:
     return out
 
 
+@pytest.mark.slow
 def test_quick_synthetic_run_prints_tables_and_writes_results(tmp_path):
     out = tmp_path / "run"
     proc = optbench("run", "--suite", "synthetic", "--quick", "--out", str(out), timeout=300)
@@ -50,6 +51,7 @@ def test_quick_synthetic_run_prints_tables_and_writes_results(tmp_path):
     assert shown.returncode == 0 and "quadratic-a3" in shown.stdout
 
 
+@pytest.mark.slow
 def test_same_seed_same_stored_results_bit_for_bit(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     assert main([*SMALL, "--out", str(a), "--no-plots"]) == 0
@@ -57,6 +59,7 @@ def test_same_seed_same_stored_results_bit_for_bit(tmp_path):
     assert results(a) == results(b) and len(results(a)) == 6 * 2 * 2
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_recomputing(tmp_path):
     reference, out = tmp_path / "reference", tmp_path / "killed"
     assert main([*SMALL, "--out", str(reference), "--no-plots"]) == 0
@@ -84,6 +87,7 @@ def test_killed_run_resumes_without_recomputing(tmp_path):
     (["run", "--suite", "synthetic", "--device", "cuda:7"], "CUDA is not available"),
     (["show", "/nonexistent/run"], "not an optbench run directory"),
 ])
+@pytest.mark.slow
 def test_bad_input_gives_one_line_error(tmp_path, args, message):
     proc = optbench(*args, "--out", str(tmp_path / "r")) if args[0] == "run" else optbench(*args)
     assert proc.returncode == 2
@@ -105,6 +109,7 @@ MALFORMED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(MALFORMED))
 def test_malformed_suite_file(tmp_path, case):
     suite = tmp_path / "bad"
@@ -150,17 +155,20 @@ def test_optimizer_nan_stops_run_without_corrupting_results(tmp_path, capsys):
         json.loads(p.read_text())  # every stored cell is whole
 
 
+@pytest.mark.slow
 def test_list_shows_suites_and_optimizers():
     proc = optbench("list")
     assert proc.returncode == 0 and "synthetic" in proc.stdout and "cmaes" in proc.stdout
 
 
+@pytest.mark.slow
 def test_quick_mujoco_states_runs_on_shipped_agents(tmp_path):
     proc = optbench("run", "--suite", "mujoco-states", "--quick", "--out", str(tmp_path / "r"), "--no-plots")
     assert proc.returncode == 0, proc.stderr
     assert "HalfCheetah-v5/direct" in proc.stdout and "cem (paper)" in proc.stdout
 
 
+@pytest.mark.slow
 def test_mujoco_states_with_iterations_override_prints_tables(tmp_path):
     # direct then runs 10 iterations, all but the first at no cost: its R2 row has no ratio
     proc = optbench("run", "--suite", "mujoco-states", "--iterations", "3", "--states", "2",
@@ -169,6 +177,7 @@ def test_mujoco_states_with_iterations_override_prints_tables(tmp_path):
     assert "R2 · HalfCheetah-v5/iterative" in proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncate", "modify"])
 def test_damaged_shipped_package_is_refused(tmp_path, damage):
     import shutil

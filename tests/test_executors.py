@@ -126,6 +126,7 @@ def killed_worker(marker: Path) -> int:
     return pid
 
 
+@pytest.mark.slow
 def test_processes_executor_matches_inprocess_after_a_worker_dies(suite, reference, tmp_path, monkeypatch):
     marker = tmp_path / "killed.pid"
     monkeypatch.setenv(MARKER, str(marker))  # spawned workers inherit the environment
@@ -149,6 +150,7 @@ def ray_cluster(tmp_path_factory):
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_cluster_matches_inprocess_after_a_worker_dies(ray_cluster, suite, reference, tmp_path):
     ray, marker = ray_cluster
     out = tmp_path / "ray"
@@ -163,6 +165,7 @@ def test_ray_cluster_matches_inprocess_after_a_worker_dies(ray_cluster, suite, r
     assert ray.is_initialized()  # an executor leaves a cluster it did not start running
 
 
+@pytest.mark.slow
 def test_ray_cell_failure_reaches_the_driver_and_the_other_cells_are_stored(ray_cluster, suite, tmp_path):
     out = tmp_path / "nan"
     plan = plan_run(suite, optimizers=["adam", "test-nan"], iterations=4, seeds=[0])
@@ -175,6 +178,7 @@ def test_ray_cell_failure_reaches_the_driver_and_the_other_cells_are_stored(ray_
         json.loads(p.read_text())  # every stored cell is whole
 
 
+@pytest.mark.slow
 def test_ray_refuses_cuda_on_a_cluster_without_gpus(ray_cluster, suite, tmp_path):
     plan = plan_run(suite, device="cuda")  # the driver needs no GPU; the workers would
     with make_executor("ray", device="cuda") as ex, pytest.raises(ExecutorError, match="GPU"):
@@ -209,6 +213,7 @@ def test_bad_executor_options_give_one_line_errors(capsys, tmp_path):
     assert isinstance(make_executor(), InProcessExecutor)
 
 
+@pytest.mark.slow
 def test_train_grid_trains_every_task_and_seed(tmp_path, capsys):
     tiny = ["--steps", "200", "--random-steps", "150", "--batch-size", "16", "--hidden", "16,16",
             "--model-pretrain-updates", "5", "--eval-every", "100000", "--eval-episodes", "1", "--quiet"]
@@ -251,6 +256,7 @@ seed = 1
 """
 
 
+@pytest.mark.slow
 def test_default_executor_uses_every_core_and_stores_the_inprocess_bits(tmp_path):
     """`optbench run` without --executor: one 1-thread worker per usable core, and every stored
     cell and objective record equal, bit for bit (wall-clock fields aside), to `--executor inprocess`'s."""
@@ -290,6 +296,7 @@ def _worker_pid(context, task, on_iteration):
     return os.getpid()
 
 
+@pytest.mark.slow
 def test_the_pool_starts_once_per_run_with_no_more_workers_than_tasks():
     """Workers' start-up is paid once per run: every task of a run lands on the same few
     processes, and a run with fewer tasks than cores starts fewer workers."""

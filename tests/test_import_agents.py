@@ -67,6 +67,7 @@ def _random_pairs(n: int = 256):
     return torch.randn(n, S, generator=gen) * 0.3, torch.rand(n, A, generator=gen) * 2 - 1
 
 
+@pytest.mark.slow
 def test_sb3_q_hat_is_sb3s_critic_min(sb3_model, sb3_package):
     _, model = sb3_model
     states, actions = _random_pairs()
@@ -82,6 +83,7 @@ def test_sb3_q_hat_is_sb3s_critic_min(sb3_model, sb3_package):
     assert obj.batch_size == 8 and obj.alpha.item() == pytest.approx(sb3_package.alpha)
 
 
+@pytest.mark.slow
 def test_sb3_direct_optimizer_reproduces_sb3s_actor(sb3_model, sb3_package):
     _, model = sb3_model
     obj = sb3_package.objective(n_states=64, score_samples=16)
@@ -98,6 +100,7 @@ def test_sb3_direct_optimizer_reproduces_sb3s_actor(sb3_model, sb3_package):
     assert sb3_package.meta["architectures"]["direct"]["log_std_transform"] == "clamp"
 
 
+@pytest.mark.slow
 def test_sb3_recorded_return_is_sb3s_own_evaluation(sb3_model, sb3_package):
     from stable_baselines3.common.evaluation import evaluate_policy
 
@@ -125,6 +128,7 @@ def test_sb3_recorded_return_is_sb3s_own_evaluation(sb3_model, sb3_package):
     assert abs(mean - ev["mean"]) <= spread, (mean, std, ev)
 
 
+@pytest.mark.slow
 def test_sb3_package_runs_with_every_default_optimizer(sb3_package, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", "--objectives", str(sb3_package.path), "--states", "3", "--iterations", "3",
@@ -157,6 +161,7 @@ def _import_sb3(path: Path, out: Path) -> int:
     return main(["import", "sb3", str(path), "--task", TASK, "--out", str(out), "--states", "8", "--episodes", "1"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["policy.pth", "pytorch_variables.pth", "data-field", "data"])
 def test_malicious_sb3_zip_is_refused_and_never_runs(sb3_model, tmp_path, capsys, where):
     src, _ = sb3_model
@@ -196,6 +201,7 @@ def _edit_data(src: Path, dst: Path, edit) -> Path:
     ("image", "image"), ("dict-obs", "not a Box"), ("sde", "use_sde"), ("tanh", "not ReLU"),
     ("critics", "2 critics"), ("wrong-task", "shape"), ("vecnormalize", "VecNormalize"), ("not-zip", "not a zip"),
 ])
+@pytest.mark.slow
 def test_sb3_models_that_do_not_map_are_refused(sb3_model, tmp_path, capsys, case, needle):
     src, _ = sb3_model
     dst = tmp_path / case / "model.zip"

@@ -69,10 +69,12 @@ def _race(barrier, argv: list[str], log: str) -> None:
     os._exit(int(rc or 0))
 
 
+@pytest.mark.slow
 def test_racing_runs_with_other_configurations_never_mix(tmp_path):
     """Two `optbench run` with --seeds 0 and --seeds 1, started together on one new --out,
     many times: one writes the run, the other is refused in one line (naming the holder, or
-    the other configuration); every stored cell belongs to the configuration of run.json."""
+    the other configuration); every stored cell belongs to the configuration of run.json.
+    In-process: the forked writers are daemonic and may not start a worker pool."""
     suite = write_suite(tmp_path / "suite", OBJ.format(name="q"))
     refused = 0
     for trial in range(8):
@@ -81,7 +83,7 @@ def test_racing_runs_with_other_configurations_never_mix(tmp_path):
         procs = []
         for seed in (0, 1):
             log = str(tmp_path / f"log{trial}-{seed}")
-            procs.append((FORK.Process(target=_race, args=(barrier, run_args(suite, out, "--seeds", str(seed)), log), daemon=True), log))
+            procs.append((FORK.Process(target=_race, args=(barrier, run_args(suite, out, "--seeds", str(seed), "--executor", "inprocess"), log), daemon=True), log))
         for p, _ in procs:
             p.start()
         for p, _ in procs:

@@ -204,6 +204,7 @@ def tiny_runs(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
+@pytest.mark.slow
 def test_gap_over_training(tiny_runs, tmp_path, capsys):
     from optbench.agents.package import export_package, load_package
     from optbench.runner.experiments import amortization_gap

@@ -163,6 +163,7 @@ def test_nevergrad_sequential_optimizer_rounds():
     assert (trace.scores[-1] > trace.scores[0] + 0.3).all()
 
 
+@pytest.mark.slow
 def test_library_failure_does_not_hang_the_interpreter():
     """An uncaught library failure must not leave nevergrad's worker threads blocking exit."""
     code = ("import sys; sys.path.insert(0, %r)\n"

@@ -59,6 +59,7 @@ def objective(B: int) -> PolicyObjective:
 SPECS = ["adam(lr=0.01,samples=10)", "cem(population=50,elites=5)", "cmaes(samples=4)"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", SPECS)
 def test_a_long_run_keeps_only_its_trace(spec, tmp_path):
     obj = objective(8)
@@ -94,6 +95,7 @@ def test_a_long_run_keeps_only_its_trace(spec, tmp_path):
     assert (sizes[1000] - sizes[100]) / 900 < 200, sizes
 
 
+@pytest.mark.slow
 def test_resident_memory_is_flat_over_thousands_of_iterations():
     """At 64 states a tensor of one iteration (64 × 100 candidate actions) left alive per
     iteration would add ~230 MB over 1500 iterations; the resident memory must stay within the

@@ -39,6 +39,7 @@ def _one_line_error(capsys, code: int) -> str:
     return err
 
 
+@pytest.mark.slow
 def test_meta_trained_iterative_improves_unseen_states(trained):
     """(a) On the benchmark states (never sampled in training), K iterations of the meta-trained
     optimizer raise scored J well above its start λ₀; an untrained network barely moves."""
@@ -156,6 +157,7 @@ def test_bad_input_gives_one_line_errors(trained, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_exactly_and_finished_run_is_not_redone(tmp_path, monkeypatch, capsys):
     args = ["train-optimizer", "--objectives", str(HC), "--steps", "30", "--checkpoint-every", "10", *SMALL]
     ref, out = tmp_path / "ref", tmp_path / "out"

@@ -37,6 +37,7 @@ def test_relation_of_training_to_objective(info, expected):
     assert relation(group(["HalfCheetah-v5-iterative-s0"]), {"info": info}) == expected
 
 
+@pytest.mark.slow
 def test_transfer_suite_quick_run_prints_the_transfer_table(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "250"}
     proc = subprocess.run([sys.executable, "-m", "optbench.cli", "run", "--suite", "transfer", "--quick", "--out",

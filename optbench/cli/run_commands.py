@@ -59,7 +59,7 @@ def _split_specs(text: str) -> list[str]:
 
 
 # Why the default is one thread per process and one process per core: benchmarks/bench_scaling.py
-# part (b) (README's benchmark table) times the default mujoco-states run on an idle 2-core machine
+# part (b) (the benchmark table of docs/benchmarks.md) times the default mujoco-states run on an idle 2-core machine
 # with one torch thread, with torch's default of two (slower), and in two 1-thread worker processes
 # (about half the time). The optimizers' tensors are too small for intra-op threads to pay; whole
 # cells, computed side by side, do.
