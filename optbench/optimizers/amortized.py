@@ -62,6 +62,8 @@ def _package_from(kwargs: dict[str, Any], context: dict[str, Any]) -> tuple[Lear
     if pkg is None:
         raise OptimizerError("amortized optimizers need an objective package (setting package='DIR' or a suite package)")
     if not isinstance(pkg, (str, os.PathLike)):
+        if not all(hasattr(pkg, f) for f in ("meta", "name", "direct", "iterative")):
+            raise OptimizerError(f"setting package must be a package directory, got {pkg!r}")
         return pkg, None
     if not _READER:
         raise OptimizerError(f"package={str(pkg)!r}: no package reader is loaded; import optbench.agents.package "

@@ -77,6 +77,7 @@ from torch import Tensor
 
 from optbench.objectives.policy_objective import PolicyObjective
 from optbench.optimizers.base import Iterate, OptimizerError, PolicyOptimizer, register
+from optbench.optimizers.settings import number
 
 
 def _state_seeds(generator: torch.Generator, count: int) -> list[int]:
@@ -144,12 +145,10 @@ class PyCMA(PolicyOptimizer):
 
     def __init__(self, sigma0: float = 0.5, popsize: int | None = None, samples: int = 10,
                  options: dict[str, Any] | None = None, nonfinite: str = "raise"):
-        if sigma0 <= 0:
-            raise OptimizerError(f"pycma: sigma0 must be > 0, got {sigma0}")
-        if popsize is not None and popsize < 2:
-            raise OptimizerError(f"pycma: popsize must be >= 2, got {popsize}")
-        if samples < 1:
-            raise OptimizerError(f"pycma: samples must be >= 1, got {samples}")
+        number("pycma", "sigma0", sigma0, low=0, above=True)
+        if popsize is not None:
+            number("pycma", "popsize", popsize, low=2, integer=True)
+        number("pycma", "samples", samples, low=1, integer=True)
         if nonfinite not in NONFINITE:
             raise OptimizerError(f"pycma: nonfinite must be one of {NONFINITE}, got {nonfinite!r}")
         self._settings["options"] = dict(options) if options else None  # no options, however given
@@ -261,6 +260,10 @@ class Nevergrad(PolicyOptimizer):
                  nonfinite: str = "raise"):
         if not method:
             raise OptimizerError("nevergrad needs an optimizer name, e.g. nevergrad:NGOpt or nevergrad:CMA")
+        if not isinstance(method, str):
+            raise OptimizerError(f"nevergrad: setting method must be an optimizer name such as 'NGOpt', got {method!r}")
+        number("nevergrad", "batch", batch, low=1, integer=True)
+        number("nevergrad", "samples", samples, low=1, integer=True)
         ng = _nevergrad_registry()
         names = list(ng.optimizers.registry)
         if method not in ng.optimizers.registry:
@@ -364,6 +367,8 @@ class Scipy(PolicyOptimizer):
     def __init__(self, method: str | None = None, samples: int = 10, step: float = 0.5, **options: Any):
         if not method:
             raise OptimizerError("scipy needs a method, e.g. scipy:L-BFGS-B or scipy:Nelder-Mead")
+        if not isinstance(method, str):
+            raise OptimizerError(f"scipy: setting method must be a method name such as 'L-BFGS-B', got {method!r}")
         known = {m.lower(): m for m in SCIPY_GRADIENT + SCIPY_DERIVATIVE_FREE}
         if method.lower() in {m.lower() for m in SCIPY_NEEDS_HESSIAN}:
             raise OptimizerError(f"scipy method {method!r} needs a Hessian, which optbench does not provide; "

@@ -237,8 +237,8 @@ def load_suite(name_or_path: str) -> Suite:
 
 
 def parse_suite(raw: dict[str, Any], path: Path) -> Suite:
-    def fail(msg: str) -> SuiteError:
-        return SuiteError(f"malformed suite file {path}: {msg}")
+    def fail(msg: str) -> SuiteError:  # one line, whatever names the file holds
+        return SuiteError(f"malformed suite file {path}: {msg}".replace("\r", "\\r").replace("\n", "\\n"))
 
     known_top = {"name", "description", "optimizers", "settings", "quick", "objectives", "tables", "tuning", "default"}
     unknown = set(raw) - known_top
@@ -302,7 +302,7 @@ def _settings(raw: Any, where: str, fail) -> dict[str, Any]:
     out = {}
     for k, v in raw.items():
         if k not in SETTING_TYPES:
-            raise fail(f"unknown field [{where}].{k}; allowed: {sorted(SETTING_TYPES)}")
+            raise fail(f"unknown field [{where}].{k!r}; allowed: {sorted(SETTING_TYPES)}")
         if not isinstance(v, SETTING_TYPES[k]) or isinstance(v, bool):
             raise fail(f"[{where}].{k} must be of type {SETTING_TYPES[k].__name__}, got {v!r}")
         if k == "seeds":
