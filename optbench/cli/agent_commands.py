@@ -32,6 +32,20 @@ def _config_kwargs(args) -> dict:
     return {"policy": args.policy, "steps": args.steps, "models": not args.no_models, **overrides}
 
 
+def package_output_options(p: argparse.ArgumentParser) -> None:
+    """The options of every command that writes an objective package (``export``, ``import``):
+    where, how many benchmark/held-out states, evaluation episodes, seed, overwrite, threads."""
+    from optbench.cli.run_commands import positive_int
+
+    p.add_argument("--out", required=True, help="package directory to write")
+    p.add_argument("--states", type=positive_int, default=1000, help="benchmark states")
+    p.add_argument("--heldout", type=positive_int, default=None, help="held-out states (default: same as --states)")
+    p.add_argument("--episodes", type=positive_int, default=10, help="evaluation episodes (return, state source)")
+    p.add_argument("--seed", type=int, default=2024)
+    p.add_argument("--force", action="store_true", help="overwrite an existing package directory")
+    p.add_argument("--threads", type=int, default=1)
+
+
 def cmd_train(args) -> int:
     from optbench.cli.run_commands import _check_device
 
@@ -222,14 +236,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("export", help="export a frozen objective package from a checkpoint")
     p.add_argument("checkpoint", help="checkpoint file or training output directory")
-    p.add_argument("--out", required=True, help="package directory to write")
-    p.add_argument("--states", type=positive_int, default=1000, help="benchmark states")
-    p.add_argument("--heldout", type=positive_int, default=None, help="held-out states (default: same as --states)")
-    p.add_argument("--episodes", type=positive_int, default=10, help="evaluation episodes (return, state source)")
-    p.add_argument("--seed", type=int, default=2024)
+    package_output_options(p)
     p.add_argument("--task", default=None, help="refuse unless the checkpoint is for this task")
-    p.add_argument("--force", action="store_true", help="overwrite an existing package directory")
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="torch device the agent runs on while collecting states (cpu, "
                    "cuda, ...); the package holds CPU float32 tensors either way")
     p.set_defaults(func=cmd_export)

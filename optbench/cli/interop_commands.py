@@ -12,18 +12,13 @@ from __future__ import annotations
 import argparse
 
 from optbench.cli import console, set_threads
+from optbench.cli.agent_commands import package_output_options
 
 
 def _package_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, help="gymnasium task id the agent was trained on, e.g. Hopper-v5")
-    p.add_argument("--out", required=True, help="package directory to write")
-    p.add_argument("--states", type=int, default=1000, help="benchmark states")
-    p.add_argument("--heldout", type=int, default=None, help="held-out states (default: same as --states)")
-    p.add_argument("--episodes", type=int, default=10, help="evaluation episodes (return, state source)")
-    p.add_argument("--seed", type=int, default=2024)
+    package_output_options(p)
     p.add_argument("--name", default=None, help="agent name in tables (default TASK-LIBRARY-FILESTEM)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing package directory")
-    p.add_argument("--threads", type=int, default=1)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
