@@ -85,11 +85,12 @@ class DirectoryLock:
             import fcntl
         except ImportError:  # no advisory locks on this platform
             return self
-        if self.directory.exists() and not self.directory.is_dir():
-            raise LockError(f"{self.directory} exists and is not a directory; choose another --out")
-        if not self.directory.exists():
+        try:
             self.directory.mkdir(parents=True)
             self._created = True
+        except FileExistsError:  # there already, or made this instant by a racing writer
+            if not self.directory.is_dir():
+                raise LockError(f"{self.directory} exists and is not a directory; choose another --out") from None
         while True:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
